@@ -1,0 +1,1 @@
+"""The Mesos executor (thermos_executor); mapped to thermos.executor."""

@@ -1,0 +1,1 @@
+"""Garbage collection of finished tasks; mapped to thermos.gc."""

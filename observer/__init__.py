@@ -1,0 +1,1 @@
+"""The per-host HTTP observer; mapped to thermos.observer."""

@@ -1,0 +1,1 @@
+"""Thermos: a crash-safe process supervisor and Mesos executor stack compatible with Aurora's."""

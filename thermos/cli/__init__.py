@@ -1,0 +1,1 @@
+"""The thermos command-line tool."""

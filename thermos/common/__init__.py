@@ -1,0 +1,1 @@
+"""Formats and pure state machines: no side effects beyond reading and appending files."""

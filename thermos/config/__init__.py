@@ -1,0 +1,1 @@
+"""Task configuration: the pystachio schema, helpers and loader/validator."""

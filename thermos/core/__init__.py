@@ -1,0 +1,1 @@
+"""Side effects: coordinators, the muxer, the runner helper and the TaskRunner."""

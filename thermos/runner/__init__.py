@@ -1,0 +1,1 @@
+"""The thermos_runner command."""
