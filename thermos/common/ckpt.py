@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from thermos.common.recordio import RecordIO, ThriftRecordReader
+from thermos.common.recordio import RecordIO, ThriftCodec, ThriftRecordReader, iter_records
 from thermos.gen.thermos.ttypes import (
     ProcessState,
     ProcessStatus,
@@ -114,12 +114,8 @@ _TRANSITIONS: dict[int, tuple[frozenset[int | None], tuple[str, ...]]] = {
 _FAILED_OPTIONAL = ("stop_time", "return_code")
 
 
-def _process_method(state: int) -> str:
-    return "on_" + ProcessState._VALUES_TO_NAMES[state].lower()
-
-
-def _task_method(state: int) -> str:
-    return "on_" + TaskState._VALUES_TO_NAMES[state].lower()
+_PROCESS_METHOD = {value: "on_" + name.lower() for value, name in ProcessState._VALUES_TO_NAMES.items()}
+_TASK_METHOD = {value: "on_" + name.lower() for value, name in TaskState._VALUES_TO_NAMES.items()}
 
 
 class CheckpointDispatcher:
@@ -167,9 +163,20 @@ class CheckpointDispatcher:
         """Rebuild the state a checkpoint describes, or None (logged) if it cannot be replayed."""
         state = RunnerState(processes={})
         dispatcher = cls()
+        dispatch, dispatch_process = dispatcher.dispatch, dispatcher._dispatch_process
         try:
-            for update in cls.iter_updates(filename):
-                dispatcher.dispatch(state, update, truncate=truncate)
+            with open(filename, "rb") as fp:
+                for update in iter_records(fp, ThriftCodec(RunnerCkpt)):
+                    # the hot path of a replay, without dispatch()'s branch ladder
+                    process_status = update.process_status
+                    if process_status is not None and update.runner_header is None \
+                            and update.task_status is None:
+                        dispatch_process(state, process_status, False, truncate)
+                    else:
+                        dispatch(state, update, False, truncate)
+        except (OSError, RecordIO.Error) as err:
+            log.error("Failed to recover from %s: %s", filename, err)
+            return None
         except cls.Error as err:
             log.error("Failed to recover from %s: %s", filename, err)
             return None
@@ -231,67 +238,69 @@ class CheckpointDispatcher:
         state.statuses.append(update)
         for handler in self._universal:
             handler.on_task_transition(update.state, update)
-        method = _task_method(update.state)
-        for handler in self._task:
-            getattr(handler, method)(update)
+        if self._task:
+            method = _TASK_METHOD[update.state]
+            for handler in self._task:
+                getattr(handler, method)(update)
 
     def _dispatch_process(self, state: RunnerState, update: ProcessStatus, recovery: bool,
                           truncate: bool) -> None:
-        if update.seq is None:
-            raise self.InvalidStateTransition("Process record without a sequence number: %s" % update)
-        if update.state not in _TRANSITIONS:
+        new_state = update.state
+        transition = _TRANSITIONS.get(new_state)
+        if transition is None:
             raise self.InvalidStateTransition("Unknown process state %r for process %r" % (
-                update.state, update.process))
+                new_state, update.process))
+        seq = update.seq
+        if seq is None:
+            raise self.InvalidStateTransition("Process record without a sequence number: %s" % update)
         name = update.process
-        if state.processes is None:
-            state.processes = {}
-        history = state.processes.get(name)
+        processes = state.processes
+        if processes is None:
+            processes = state.processes = {}
+        history = processes.get(name)
         current = history[-1] if history else None
 
-        if current is not None and update.seq != current.seq + 1:
+        if current is not None and seq != current.seq + 1:
             if recovery:
                 return
             raise self.InvalidSequenceNumber(
-                "Process %s: expected sequence number %d, got %d" % (name, current.seq + 1, update.seq))
+                "Process %s: expected sequence number %d, got %d" % (name, current.seq + 1, seq))
 
-        if update.state == ProcessState.WAITING:
+        if new_state == _S.WAITING:
             if current is not None and current.state not in TERMINAL_PROCESS_STATES:
                 raise self.InvalidStateTransition(
                     "Process %s: WAITING while run %d is still %s" % (
                         name, len(history) - 1, ProcessState._VALUES_TO_NAMES.get(current.state)))
-            if history is None:
-                history = state.processes[name] = [ProcessStatus(seq=-1)]
-            elif truncate:
-                history = state.processes[name] = [ProcessStatus(seq=current.seq)]
+            current = ProcessStatus(seq=-1 if current is None else current.seq)
+            if history is None or truncate:
+                processes[name] = [current]
             else:
-                history.append(ProcessStatus(seq=current.seq))
-        elif history is None:
+                history.append(current)
+        elif current is None:
             raise self.ErrorRecoveringState(
                 "Encountered potentially out of order process update for %r: %s" % (name, update))
 
-        self._update_process_state(history[-1], update)
-
-        for handler in self._universal:
-            handler.on_process_transition(update.state, update)
-        method = _process_method(update.state)
-        for handler in self._process:
-            getattr(handler, method)(update)
-
-    def _update_process_state(self, run: ProcessStatus, update: ProcessStatus) -> None:
-        allowed, fields = _TRANSITIONS[update.state]
-        if run.state not in allowed:
+        allowed, fields = transition
+        if current.state not in allowed:
             raise self.InvalidStateTransition("Detected invalid state transition %s => %s for process %s" % (
-                ProcessState._VALUES_TO_NAMES.get(run.state), ProcessState._VALUES_TO_NAMES[update.state],
-                update.process))
-        run.seq = update.seq
+                ProcessState._VALUES_TO_NAMES.get(current.state), ProcessState._VALUES_TO_NAMES[new_state],
+                name))
         for field in fields:
             value = getattr(update, field)
             if value is None:
                 raise self.InvalidStateTransition("Process %s: %s record (seq %d) lacks %s" % (
-                    update.process, ProcessState._VALUES_TO_NAMES[update.state], update.seq, field))
-            setattr(run, field, value)
-        if update.state == ProcessState.FAILED:
+                    name, ProcessState._VALUES_TO_NAMES[new_state], seq, field))
+            setattr(current, field, value)
+        current.seq = seq
+        if new_state == _S.FAILED:
             for field in _FAILED_OPTIONAL:
                 value = getattr(update, field)
                 if value is not None:
-                    setattr(run, field, value)
+                    setattr(current, field, value)
+
+        for handler in self._universal:
+            handler.on_process_transition(new_state, update)
+        if self._process:
+            method = _PROCESS_METHOD[new_state]
+            for handler in self._process:
+                getattr(handler, method)(update)

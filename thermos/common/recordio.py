@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, Generic, TypeVar
 
 from thrift.protocol import TBinaryProtocol
@@ -74,6 +74,9 @@ class ThriftCodec(Generic[T]):
     def __init__(self, thrift_base: type[T]) -> None:
         self._base = thrift_base
         self._spec = [thrift_base, thrift_base.thrift_spec]  # type: ignore[attr-defined]
+        # One protocol object, re-pointed at each payload: building a protocol per record costs
+        # more than decoding the record. So a codec must not be shared between threads.
+        self._proto = TBinaryProtocol.TBinaryProtocolAccelerated(TTransport.TMemoryBuffer(b""))
 
     def encode(self, obj: T) -> bytes:
         if fastbinary is not None:
@@ -87,14 +90,38 @@ class ThriftCodec(Generic[T]):
         obj = self._base()
         try:
             if fastbinary is not None:
-                proto = TBinaryProtocol.TBinaryProtocolAccelerated(TTransport.TMemoryBuffer(payload))
-                fastbinary.decode_binary(obj, proto, self._spec)
+                self._proto.trans = TTransport.TMemoryBuffer(payload)
+                fastbinary.decode_binary(obj, self._proto, self._spec)
             else:
                 obj.read(TBinaryProtocol.TBinaryProtocol(TTransport.TMemoryBuffer(payload)))  # type: ignore
         except Exception as err:  # noqa: BLE001 - thrift raises many unrelated types on garbage
             raise ValueError("undecodable %s payload (%s: %s)" % (
                 self._base.__name__, type(err).__name__, err)) from None
         return obj
+
+
+    def frame_decoder(self, data: bytes) -> Callable[[int, int], T]:
+        """A decoder of payloads lying at [start, end) of `data`, decoding in place (no copies)."""
+        if fastbinary is None:
+            return lambda start, end: self.decode(data[start:end])
+        buf = TTransport.TMemoryBuffer(data)
+        proto = TBinaryProtocol.TBinaryProtocolAccelerated(buf)
+        stream = buf.cstringio_buf
+        base, spec, decode_binary = self._base, self._spec, fastbinary.decode_binary
+
+        def decode(start: int, end: int) -> T:
+            stream.seek(start)
+            obj = base()
+            try:
+                decode_binary(obj, proto, spec)
+            except Exception as err:  # noqa: BLE001 - thrift raises many unrelated types on garbage
+                raise ValueError("undecodable %s payload (%s: %s)" % (
+                    base.__name__, type(err).__name__, err)) from None
+            if stream.tell() != end:
+                raise ValueError("%s payload does not fill its frame" % base.__name__)
+            return obj
+
+        return decode
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -196,7 +223,7 @@ class ThriftRecordReader(Generic[T]):
 def iter_records(fp: IO[bytes], codec: ThriftCodec[T], name: str | None = None) -> Iterator[T]:
     """Yield every whole record of `fp` from offset 0; a torn tail ends the iteration silently.
 
-    The file is read in one go and framed in memory: checkpoints are small next to RAM, and this
+    The file is read in one go and decoded in place: checkpoints are small next to RAM, and this
     is what keeps a full replay within a small factor of bare Thrift decoding.
     """
     where = name if name is not None else getattr(fp, "name", "<stream>")
@@ -205,7 +232,7 @@ def iter_records(fp: IO[bytes], codec: ThriftCodec[T], name: str | None = None) 
     size = len(data)
     offset = 0
     unpack = HEADER.unpack_from
-    decode = codec.decode
+    decode = codec.frame_decoder(data)
     while offset < size:
         if offset + HEADER_SIZE > size:
             return
@@ -219,7 +246,7 @@ def iter_records(fp: IO[bytes], codec: ThriftCodec[T], name: str | None = None) 
         if end > size:
             return
         try:
-            record = decode(data[offset + HEADER_SIZE:end])
+            record = decode(offset + HEADER_SIZE, end)
         except ValueError as err:
             if end == size or data.count(0, offset) == size - offset:
                 return
