@@ -176,7 +176,8 @@ class TaskPlanner:
     A process that ended becomes runnable again only after ``min_duration`` seconds, counted from
     the end of its last run.  With ``Process.backoff`` set the wait is the larger of that and the
     backoff delay (see `thermos.common.backoff.Backoff` for which exits grow it); without it
-    everything here is exactly Aurora's behaviour.
+    everything here is exactly Aurora's behaviour.  Whatever the exit, the run that brings a
+    process's successes + failures + losses to ``TOTAL_RUN_LIMIT`` leaves it failed.
 
     The runner builds two of these from the same task: the regular plan (``final`` is False) and the
     finalizing plan (``final`` is True), via ``process_filter``, which receives each `Process`.
