@@ -41,6 +41,9 @@ from pystachio.config import Config
 from pystachio.container import ListContainer, MapContainer
 from pystachio.parsing import MustacheParser
 
+from thermos.common.backoff import BackoffPolicy
+from thermos.common.planner import InvalidSchedule, TaskPlanner
+
 from .schema import Task, ThermosContext
 
 __all__ = (
@@ -471,45 +474,28 @@ class ThermosTaskValidator:
 
     @classmethod
     def assert_valid_backoff(cls, task: Task, source: str | None = None) -> None:
+        """Backoff settings are checked by the same policy object the planner will build."""
         context = _error_context(task, source)
         for index, process in enumerate(_task_processes(task)):
             backoff = _field(process, 'backoff')
             if backoff is Empty:
                 continue
-            values = {name: _plain(_field(backoff, name)) for name in backoff.TYPEMAP}
-            problem = None
-            if values['initial'] is not None and values['initial'] < 0:
-                problem = 'backoff.initial must be at least 0 seconds, got %s' % values['initial']
-            elif values['maximum'] is not None and values['initial'] is not None \
-                    and values['maximum'] < values['initial']:
-                problem = 'backoff.maximum (%s) must not be less than backoff.initial (%s)' % (
-                    values['maximum'], values['initial'])
-            elif values['multiplier'] is not None and values['multiplier'] < 1:
-                problem = 'backoff.multiplier must be at least 1, got %s' % values['multiplier']
-            elif values['jitter'] is not None and not 0 <= values['jitter'] <= 1:
-                problem = 'backoff.jitter must be between 0 and 1, got %s' % values['jitter']
-            elif values['reset_after'] is not None and values['reset_after'] < 0:
-                problem = 'backoff.reset_after must be at least 0 seconds, got %s' % (
-                    values['reset_after'])
-            if problem is not None:
-                raise InvalidTaskError(problem, **context, **_process_context(process, index))
+            try:
+                interpolated, _ = backoff.interpolate()
+                BackoffPolicy.from_config(interpolated)
+            except ValueError as e:
+                raise InvalidTaskError('%s (fix the backoff settings)' % e, **context,
+                                       **_process_context(process, index)) from None
 
     @classmethod
     def assert_valid_plan(cls, task: Task, source: str | None = None) -> None:
         """Both the regular and the finalizing schedule must be buildable by the planner."""
         try:
-            from thermos.common.planner import InvalidSchedule, TaskPlanner
-        except ImportError:  # pragma: no cover - only while the planner is being written
-            error = _diagnose_plan(task, source)
-            if error is not None:
-                raise error from None
-            return
-        try:
             TaskPlanner(task, process_filter=lambda process: not process.final().get())
             TaskPlanner(task, process_filter=lambda process: bool(process.final().get()))
         except InvalidSchedule as e:
             error = _diagnose_plan(task, source) or InvalidTaskError(
-                'invalid process ordering: %s' % e, **_error_context(task, source))
+                'cannot be scheduled: %s' % ' '.join(str(e).split()), **_error_context(task, source))
             raise error from None
 
     @classmethod
@@ -773,7 +759,10 @@ class ThermosConfigLoader:
         run = cls._prepare(loadable)
         try:
             cls._start(run, loadable)
-        except ConfigError:
+        except ConfigError as e:
+            location = _innermost_config_frame(e, run.files)
+            if e.line is None and location is not None:  # e.g. a bad include(): point at the call
+                e.source, e.line = location
             raise
         except SyntaxError as e:
             raise ConfigLoadError('SyntaxError: %s' % e.msg, source=e.filename, line=e.lineno) from None
@@ -882,8 +871,8 @@ def describe_config_error(exc: BaseException, source: str | None = None) -> str:
         reason = exc.strerror or ' '.join(str(exc).split())
         return '%s: %s' % (where, reason) if where else reason
     text = _exception_text(exc)
-    if type(exc).__name__ == 'InvalidSchedule':
-        text = 'invalid process ordering: %s' % ' '.join(str(exc).split())
+    if isinstance(exc, InvalidSchedule):
+        text = 'cannot be scheduled: %s' % ' '.join(str(exc).split())
     if isinstance(exc, Config.Error):
         text = ' '.join(str(exc).split())
     return '%s: %s' % (source, text) if source else text
