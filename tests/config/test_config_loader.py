@@ -249,6 +249,13 @@ def test_include_cycle_is_reported_not_recursed(tmp_path):
         '%s:2: include cycle %s -> %s -> %s (remove one of these include() calls)' % (b, a, b, a))
 
 
+def test_include_cycle_through_a_different_spelling_of_the_path(tmp_path):
+    a = write(tmp_path / 'sub' / 'a.thermos', "include('../sub/a.thermos')\n")
+    with pytest.raises(ConfigLoadError) as info:
+        ThermosConfigLoader.load(a)
+    assert str(info.value).startswith('%s:1: include cycle ' % a)
+
+
 def test_missing_config_file(tmp_path):
     path = str(tmp_path / 'absent.thermos')
     with pytest.raises(ConfigNotFound) as info:

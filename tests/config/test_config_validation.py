@@ -92,6 +92,14 @@ def test_thermos_namespace_refs_are_not_unbound():
         Process(name='a', cmdline='{{thermos.ports[http]}} {{thermos.task_id}} {{thermos.user}}')]))
 
 
+def test_misspelt_launch_variable():
+    task = Task(name='hello', processes=[Process(name='a', cmdline='{{thermos.taskid}}')])
+    assert error_for(task) == (
+        "examples/bad.thermos: task 'hello': process 'a': unknown launch variable "
+        "{{thermos.taskid}} (the runner fills in only {{thermos.ports[NAME]}}, {{thermos.task_id}} "
+        "and {{thermos.user}})")
+
+
 def test_nested_template_variables_are_unbound():
     task = Task(name='hello', processes=[Process(name='a', cmdline='{{thermos.ports[{{p}}]}}')])
     assert 'unbound template variable' in error_for(task)

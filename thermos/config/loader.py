@@ -19,7 +19,9 @@ Typical use::
     task.assert_valid()               # ThermosTaskValidator.assert_valid_task(task.task, source=...)
 
 ``load()`` does not validate, so ``thermos inspect`` can show a task that is not runnable yet;
-``load_json()`` validates, as Aurora's runner did.
+``load_json()`` validates, as Aurora's runner did.  A JSON file that cannot be read or parsed gives
+a loader with no tasks (Aurora's behaviour) whose ``load_error`` says why, so a front end can print
+``describe_config_error(loader.load_error)`` instead of a bare "no tasks".
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ def _refs_text(refs: Iterable[Ref]) -> str:
 
 
 def _bind_hint(refs: Iterable[Ref]) -> str:
-    names = sorted(ref.address() for ref in refs)
+    names = sorted(ref.address() for ref in refs if not ref.address().startswith('thermos.'))
     return 'bind it with -E %s=VALUE' % (names[0] if names else 'NAME')
 
 
@@ -513,6 +515,9 @@ class ThermosTaskValidator:
         bound = task.bind(thermos=cls.dummy_context(ports))
 
         def problem(refs: list[Ref]) -> str:
+            if all(ref.address().startswith('thermos.') for ref in refs):
+                return ('unknown launch variable %s (the runner fills in only {{thermos.ports[NAME]}}, '
+                        '{{thermos.task_id}} and {{thermos.user}})' % _refs_text(refs))
             return ('unbound template variable %s (%s; only {{thermos.ports[NAME]}}, '
                     '{{thermos.task_id}} and {{thermos.user}} are filled in at launch, and template '
                     'variables cannot be nested)' % (_refs_text(refs), _bind_hint(refs)))
@@ -677,7 +682,7 @@ class _ConfigRun:
         self._execute(display_name, '', key_name)
 
     def _execute(self, display_name: str, from_name: str, include_name: str) -> None:
-        if display_name in self._stack:
+        if os.path.normpath(display_name) in map(os.path.normpath, self._stack):
             chain = ' -> '.join(self._stack + [display_name])
             raise ConfigLoadError('include cycle %s (remove one of these include() calls)' % chain,
                                   source=self._stack[-1])
