@@ -1,0 +1,143 @@
+"""Garbage collect task(s) and task metadata.
+
+Usage: thermos gc [options] [task_id1 task_id2 ...]
+
+If tasks are specified (regexes, matched against finished tasks), restrict garbage collection to
+only those tasks; otherwise every finished task is considered and the --max_* policies choose.
+By default a task's sandbox data is deleted and its logs and metadata (task record and
+checkpoints) are kept. Active tasks are never collected. --dryrun shows what would be deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from thermos.cli.common import CommandError, add_command_parser, get_path_detector, tasks_from_re
+from thermos.monitoring.garbage import GarbageCollectionPolicy, TaskGarbageCollector
+
+NAME = "gc"
+
+_TIME_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DATA_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+
+
+def parse_time(text: str) -> float:
+    """'2d5h', '90m', '7200s' or a plain number of seconds -> seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([wdhms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError("bad --max_age %r: expected a duration like 2d5h, 90m or 7200s" % text)
+    return sum(float(number) * _TIME_UNITS[unit] for number, unit in parts)
+
+
+def parse_data(text: str) -> int:
+    """'20G', '512M', '1.5T', '100KB' or a plain number of bytes -> bytes (binary units)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?", text.strip().lower())
+    if not match:
+        raise ValueError("bad --max_space %r: expected a size like 20G, 512M or 100KB" % text)
+    return int(float(match.group(1)) * _DATA_UNITS[match.group(2).upper()])
+
+
+class _SetKeep(argparse.Action):
+    """--keep-X sets keep_X True, --delete-X sets it False (Aurora's paired flags)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, bool(option_string and option_string.startswith("--keep")))
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = add_command_parser(subparsers, NAME, __doc__)
+    parser.add_argument("--max_age", metavar="AGE", help="Max age in human readable form, e.g. 2d5h or 7200s")
+    parser.add_argument("--max_tasks", metavar="NUM", help="Max number of tasks to keep.")
+    parser.add_argument("--max_space", metavar="SPACE", help="Max space to allow for tasks, e.g. 20G.")
+    parser.add_argument("--keep-data", "--delete-data", dest="keep_data", nargs=0, action=_SetKeep,
+                        default=False, help="Keep (default: delete) the sandbox data.")
+    parser.add_argument("--keep-logs", "--delete-logs", dest="keep_logs", nargs=0, action=_SetKeep,
+                        default=True, help="Keep (default) or delete the logs.")
+    parser.add_argument("--keep-metadata", "--delete-metadata", dest="keep_metadata", nargs=0,
+                        action=_SetKeep, default=True,
+                        help="Keep (default) or delete the task record and checkpoints.")
+    parser.add_argument("--force", action="store_true",
+                        help="Perform garbage collection without confirmation")
+    parser.add_argument("--dryrun", action="store_true", help="Don't actually run garbage collection.")
+    parser.add_argument("regexes", nargs="*", metavar="task_regex")
+    return parser
+
+
+def _policy_options(args: argparse.Namespace) -> dict[str, object]:
+    options: dict[str, object] = {}
+    try:
+        if args.max_age is not None:
+            options["max_age"] = parse_time(args.max_age)
+        if args.max_space is not None:
+            options["max_space"] = parse_data(args.max_space)
+    except ValueError as err:
+        raise CommandError(str(err)) from None
+    if args.max_tasks is not None:
+        try:
+            options["max_tasks"] = int(args.max_tasks)
+            if options["max_tasks"] < 0:  # type: ignore[operator]
+                raise ValueError
+        except ValueError:
+            raise CommandError("bad --max_tasks %r: expected a number of tasks to keep, e.g. 100" % (
+                args.max_tasks)) from None
+    return options
+
+
+def _select(args: argparse.Namespace) -> list[tuple[str, str]]:
+    detector = get_path_detector(args)
+    options = _policy_options(args)
+    for root in detector.get_paths():
+        print("Analyzing root at %s" % root)
+    if args.regexes:
+        active = set(tasks_from_re(args.regexes, detector, state="active"))
+        finished = tasks_from_re(args.regexes, detector, state="finished")
+        return [task for task in finished if task not in active]
+    print("No task ids specified, using default collector.")
+    policy = GarbageCollectionPolicy(detector, include_metadata=not args.keep_metadata,
+                                     include_logs=not args.keep_logs, verbose=True, logger=print,
+                                     **options)  # type: ignore[arg-type]
+    return [(task.checkpoint_root, task.task_id) for task in policy.run()]
+
+
+def run(args: argparse.Namespace) -> int:
+    gc_tasks = _select(args)
+    if not gc_tasks:
+        print("No tasks to garbage collect.  Exiting")
+        return 0
+
+    if not args.force and not args.dryrun:
+        print("Continue [y/N]? ", end="", flush=True)
+        answer = sys.stdin.readline().strip() or "N"
+        if answer.lower() != "y":
+            print("Cancelling gc.")
+            return 1
+    print("Running gc...")
+    failed = 0
+    for root, task_id in gc_tasks:
+        collector = TaskGarbageCollector(root, task_id)
+        print("  Task %s " % task_id, end="")
+        print("data (%s) " % ("keeping" if args.keep_data else "deleting"), end="")
+        print("logs (%s) " % ("keeping" if args.keep_logs else "deleting"), end="")
+        print("metadata (%s) " % ("keeping" if args.keep_metadata else "deleting"))
+        steps = [(keep, erase) for keep, erase in (
+            (args.keep_data, collector.erase_data), (args.keep_logs, collector.erase_logs),
+            (args.keep_metadata, collector.erase_metadata)) if not keep]
+        for _, erase in steps:
+            if args.dryrun:
+                print("    would run %s()" % erase.__name__)
+                continue
+            try:
+                erase()
+            except (OSError, TaskGarbageCollector.ActiveTask, TaskGarbageCollector.UnsafePath) as err:
+                print("thermos gc: error: %s of %s failed: %s" % (erase.__name__, task_id, err),
+                      file=sys.stderr)
+                failed += 1
+                break
+        print("done.")
+    return 1 if failed else 0
