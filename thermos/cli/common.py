@@ -39,7 +39,8 @@ def add_command_parser(subparsers: Any, name: str, doc: str | None) -> argparse.
     doc = doc or ""
     summary = doc.strip().splitlines()[0] if doc.strip() else name
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        name, help=summary, description=doc.strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        name, prog="thermos %s" % name, help=summary, description=doc.strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     # The global options are accepted after the command too (`thermos status --root /x`).
     parser.add_argument("--root", dest="roots", metavar="PATH", action="append", default=argparse.SUPPRESS,
                         help="checkpoint root to search (repeatable)")
