@@ -11,6 +11,7 @@ task's checkpoint could not be read.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import pwd
 import sys
@@ -28,6 +29,7 @@ from thermos.cli.common import (
 from thermos.common.ckpt import CheckpointDispatcher
 from thermos.gen.thermos.ttypes import ProcessState, RunnerState, TaskState
 from thermos.monitoring.detector import TaskDetector
+from thermos.monitoring.monitor import read_summary
 
 NAME = "status"
 CORRUPT = " - checkpoint stream CORRUPT or outdated format"
@@ -53,27 +55,39 @@ class Listed:
     state: RunnerState | None = None
     error: str | None = None
 
-    def load(self) -> None:
+    def load(self, processes: bool) -> None:
+        """Read the checkpoint: fully replayed if `processes` are shown, else just its summary."""
         if not os.path.exists(self.checkpoint):
             self.error = "checkpoint %s is missing" % self.checkpoint
             return
-        self.state = CheckpointDispatcher.from_file(self.checkpoint)
-        if self.state is None or self.state.header is None:
+        if processes:
+            self.state = CheckpointDispatcher.from_file(self.checkpoint)
+        else:
+            summary = read_summary(self.checkpoint)
+            self.error = summary.error
+            self.state = RunnerState(header=summary.header, statuses=summary.statuses, processes={})
+        if self.error is None and (self.state is None or self.state.header is None):
             self.error = "checkpoint %s is corrupt or in an outdated format" % self.checkpoint
+        if self.error is not None:
             self.state = None
 
     @property
     def owner(self) -> str:
-        for path in (self.checkpoint, TaskDetector(self.root).get_task_path(self.task_id, self.where)):
+        """Owner of the runner checkpoint (else of the task record), as Aurora showed it."""
+        for path in (self.checkpoint, os.path.join(self.root, "tasks", self.where, self.task_id)):
             try:
-                uid = os.stat(path).st_uid
+                return _user_name(os.stat(path).st_uid)
             except OSError:
                 continue
-            try:
-                return pwd.getpwuid(uid).pw_name
-            except KeyError:
-                return "uid:%s" % uid
         return "unknown"
+
+
+@functools.lru_cache(maxsize=256)
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return "uid:%s" % uid
 
 
 def _format(task: Listed, verbose: int) -> None:
@@ -143,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     listed = found["active"] + found["finished"]
     if verbose > 0 or args.json:
         for task in listed:
-            task.load()
+            task.load(processes=verbose > 2 or args.json)
     if args.json:
         print_json({"tasks": [_json(task) for task in listed]})
     else:
