@@ -11,7 +11,6 @@ import os
 from collections.abc import Iterable, Iterator
 
 from thermos.common.constants import DEFAULT_CHECKPOINT_ROOT, DEFAULT_MESOS_ROOT
-from thermos.common.path import TaskPath
 
 TASK_STATES = ("active", "finished")
 LOG_NAMES = ("stdout", "stderr")
@@ -111,7 +110,6 @@ class TaskDetector:
 
     def __init__(self, root: str) -> None:
         self._root = root
-        self._pathspec = TaskPath(root=root)
 
     @property
     def root(self) -> str:
@@ -134,16 +132,19 @@ class TaskDetector:
             for task_id in names:
                 yield task_state, task_id
 
+    # The paths below are TaskPath's templates (spec §1.1) joined directly: these are called for
+    # every task of every listing, and a TaskPath costs several dict copies per path.
+
     def get_checkpoint(self, task_id: str) -> str:
         """The runner checkpoint path of `task_id` (whether or not it exists)."""
-        return self._pathspec.given(task_id=task_id).getpath("runner_checkpoint")
+        return os.path.join(self._root, "checkpoints", task_id, "runner")
 
     def get_task_path(self, task_id: str, state: str) -> str:
-        return self._pathspec.given(task_id=task_id, state=state).getpath("task_path")
+        return os.path.join(self._root, "tasks", state, task_id)
 
     def get_process_checkpoints(self, task_id: str) -> list[str]:
         """Paths of every `coordinator.<process>` checkpoint of `task_id`."""
-        ckpt_dir = self._pathspec.given(task_id=task_id).getpath("checkpoint_path")
+        ckpt_dir = os.path.join(self._root, "checkpoints", task_id)
         try:
             with os.scandir(ckpt_dir) as it:
                 return sorted(entry.path for entry in it if entry.name.startswith("coordinator."))

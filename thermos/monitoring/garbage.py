@@ -24,7 +24,7 @@ from thermos.common.path import TaskPath
 from thermos.common.recordio import RecordIO, ThriftRecordReader
 from thermos.gen.thermos.ttypes import RunnerCkpt, RunnerHeader
 from thermos.monitoring.detector import PathDetector, TaskDetector
-from thermos.monitoring.disk import BLOCK_SIZE, du
+from thermos.monitoring.disk import BLOCK_SIZE, du, du_split
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,10 @@ def _files_under(path: str) -> Iterator[str]:
             yield os.path.join(directory, name)
 
 
-def _is_under(path: str, parent: str) -> bool:
-    path, parent = os.path.realpath(path), os.path.realpath(parent)
+def _is_under(path: str, parent: str, resolve: bool = True) -> bool:
+    """Whether `path` lies strictly inside `parent` (symlinks resolved unless `resolve` is False)."""
+    norm = os.path.realpath if resolve else os.path.normpath
+    path, parent = norm(path), norm(parent)
     return path != parent and path.startswith(parent.rstrip(os.sep) + os.sep)
 
 
@@ -123,7 +125,7 @@ class TaskGarbageCollector:
 
     def get_metadata(self, with_size: bool = True) -> Iterator[str | tuple[str, int]]:
         """The finished task JSON, the runner checkpoint and every coordinator checkpoint."""
-        paths = [self._path.given(state="finished").getpath("task_path"),
+        paths = [os.path.join(self._root, "tasks", "finished", self._task_id),
                  self._detector.get_checkpoint(self._task_id)]
         paths += self._detector.get_process_checkpoints(self._task_id)
         for path in paths:
@@ -152,17 +154,20 @@ class TaskGarbageCollector:
         return sum(_bsize(path) for path in self.get_metadata(with_size=False))  # type: ignore[arg-type]
 
     def log_size(self) -> int:
-        log_dir = self._log_dir()
-        return du(log_dir) if log_dir else 0
+        return self.sizes()[1]
 
     def data_size(self) -> int:
+        return self.sizes()[2]
+
+    def sizes(self) -> tuple[int, int, int]:
+        """`(metadata, logs, data)` bytes, walking the sandbox and logs once."""
         sandbox, log_dir = self._sandbox(), self._log_dir()
-        if not sandbox:
-            return 0
-        total = du(sandbox)
-        if log_dir and _is_under(log_dir, sandbox):
-            total -= du(log_dir)
-        return max(total, 0)
+        logs = data = 0
+        if sandbox:
+            data, logs = du_split(sandbox, log_dir)
+        if log_dir and not (sandbox and _is_under(log_dir, sandbox, resolve=False)):
+            logs = du(log_dir)
+        return self.metadata_size(), logs, data
 
     def _refuse_if_active(self) -> None:
         if self.is_active:
@@ -296,9 +301,6 @@ class GarbageCollectionPolicy:
                 if task_id not in active:
                     yield root, task_id
 
-    def _size(self, collector: TaskGarbageCollector) -> tuple[int, int, int]:
-        return collector.metadata_size(), collector.log_size(), collector.data_size()
-
     def run(self) -> list[TaskTuple]:
         """The tasks to collect, oldest first."""
         now = self._clock()
@@ -317,7 +319,7 @@ class GarbageCollectionPolicy:
             for c in newest_first:
                 if id(c) in selected:
                     continue
-                metadata, logs, data = sizes[id(c)] = self._size(c)
+                metadata, logs, data = sizes[id(c)] = c.sizes()
                 used += data
                 used += metadata if self._include_metadata else 0
                 used += logs if self._include_logs else 0
