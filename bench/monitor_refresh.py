@@ -93,7 +93,8 @@ def main() -> None:
                    ("aurora replay (from_file)", timed(aurora, opts.repeat)),
                    ("cold refresh (new monitors)", timed(cold, opts.repeat)),
                    ("warm refresh (existing monitors)", timed(warm, opts.repeat))]
-        status = [sys.executable, "-m", "thermos.cli.main", "--root", root, "--mesos-root", "", "status", "-v"]
+        status = [sys.executable, "-m", "thermos.cli.main", "--root", root, "--mesos-root", "",
+                  "status", "-v"]
         bare = [sys.executable, "-c", "import thermos.cli.main"]
 
         def run(cmd: list[str]) -> None:
