@@ -45,12 +45,12 @@ def inspect_unwrap(obj: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pystachio import Environment
+    from thermos.config.schema import ThermosContext
 
     wrapper = get_task_from_options(args.config, args)
     task = wrapper.task
-    if args.prebound_ports:
-        task = task.bind(Environment(thermos=Environment(ports=args.prebound_ports)))
+    if args.prebound_ports:  # Aurora accepted -P here but ignored it; show the ports bound
+        task = task.bind(thermos=ThermosContext(ports=args.prebound_ports))
     try:
         interpolated, _ = task.interpolate()
     except Exception as err:  # noqa: BLE001 - pystachio raises many types for a bad config
