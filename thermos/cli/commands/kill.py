@@ -26,8 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from thermos.core.helper import TaskRunnerHelper
-
     if not args.regexes:
         raise CommandError("Must specify tasks! (e.g. thermos kill 'hello_world.*'; "
                            "'thermos status --only active' lists them)")
@@ -36,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     if not matched:
         raise CommandError("No active tasks matched %s in %s ('thermos status --only active' lists them)" % (
             " ".join(repr(r) for r in args.regexes), roots_text(detector)))
+    from thermos.core.helper import TaskRunnerHelper
+
     failed = 0
     for root, task_id in matched:
         print("Killing %s..." % task_id, end="", flush=True)
