@@ -196,3 +196,21 @@ def test_process_table_matches_psutil_for_this_process():
     assert record.ppid == me.ppid()
     assert abs(record.start - me.create_time()) < 0.05
     assert record.threads == me.num_threads()
+
+
+def test_aurora_style_task_resource_monitors_share_one_sampler(tmp_path, forking_process):
+    from thermos.monitoring.resource import TaskResourceMonitor
+
+    sampler = ResourceSampler(interval=0.05, disk_collection=False)
+    monitors = [TaskResourceMonitor("t%d" % i, running_task(str(tmp_path), "t%d" % i, forking_process.pid,
+                                                            str(tmp_path)), sampler) for i in range(3)]
+    try:
+        for monitor in monitors:
+            monitor.start()
+        wait_for(lambda: all(m.sample()[1].num_procs == 4 for m in monitors))
+        assert sum(1 for t in __import__("threading").enumerate() if t.name == "ResourceSampler") == 1
+        assert monitors[0].sample_by_process("busy").threads >= 4
+        monitors[0].kill()
+        assert sampler.task_ids() == ["t1", "t2"]
+    finally:
+        sampler.stop()

@@ -489,3 +489,36 @@ class ResourceSampler:
                 return latest.processes[process_name]
             return tree_sample(ProcessTable.snapshot().tree(status.pid) if status.pid else [])
         raise ValueError("process %s of task %s is not running" % (process_name, task_id))
+
+
+class TaskResourceMonitor:
+    """Aurora's per-task interface (start/kill/sample/...), served by a shared ResourceSampler.
+
+    Lets code written against Aurora's thread-per-task monitor keep its calls while every task
+    is sampled by the one sampler thread.
+    """
+
+    def __init__(self, task_id: str, task_monitor: TaskMonitor, sampler: ResourceSampler) -> None:
+        self._task_id = task_id
+        self._task_monitor = task_monitor
+        self._sampler = sampler
+
+    @property
+    def task_id(self) -> str:
+        return self._task_id
+
+    def start(self) -> None:
+        self._sampler.add_task(self._task_id, self._task_monitor)
+        self._sampler.start()
+
+    def kill(self) -> None:
+        self._sampler.remove_task(self._task_id)
+
+    def sample(self) -> tuple[float, AggregateResourceResult]:
+        return self._sampler.sample(self._task_id)
+
+    def sample_at(self, timestamp: float) -> tuple[float, AggregateResourceResult]:
+        return self._sampler.sample_at(self._task_id, timestamp)
+
+    def sample_by_process(self, process_name: str) -> ProcessSample:
+        return self._sampler.sample_by_process(self._task_id, process_name)
