@@ -201,7 +201,7 @@ def test_process_table_matches_psutil_for_this_process():
 def test_aurora_style_task_resource_monitors_share_one_sampler(tmp_path, forking_process):
     from thermos.monitoring.resource import TaskResourceMonitor
 
-    sampler = ResourceSampler(interval=0.05, disk_collection=False)
+    sampler = ResourceSampler(interval=0.05, history=5.0, disk_collection=False)
     monitors = [TaskResourceMonitor("t%d" % i, running_task(str(tmp_path), "t%d" % i, forking_process.pid,
                                                             str(tmp_path)), sampler) for i in range(3)]
     try:
