@@ -421,13 +421,18 @@ class TaskRunner:
         """Take leadership of the task via its checkpoint lock; resume it; release on exit."""
         if self.is_terminal:
             raise self.StateError("Cannot take control of a task in terminal state.")
-        os.makedirs(self._sandbox, exist_ok=True)
+        try:
+            os.makedirs(self._sandbox, exist_ok=True)
+        except OSError as err:
+            raise self.Error("cannot create sandbox %s: %s" % (self._sandbox, err.strerror)) from None
         set_child_subreaper()
         ckpt_file = self._pathspec.getpath("runner_checkpoint")
         try:
             self._ckpt = TaskRunnerHelper.open_checkpoint(ckpt_file, force=force, state=self._state)
         except TaskRunnerHelper.PermissionError as err:
             raise self.PermissionError(str(err)) from None
+        except OSError as err:
+            raise self.CheckpointError("cannot open checkpoint %s: %s" % (ckpt_file, err.strerror)) from None
         try:
             self._waker = Waker(self._pathspec.getpath("checkpoint_path"))
             self._recovery = False

@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = fail(statuses.CHECKPOINT_ERROR, "checkpoint write failed, stopping: %s "
                     "(free space or fix permissions under %s, then start the runner again)" % (
                         err, args.checkpoint_root))
-    except (TaskRunner.InternalError, TaskRunner.PermissionError) as err:
+    except TaskRunner.Error as err:  # internal, permission (lock held), sandbox creation
         code = fail(statuses.INTERNAL_ERROR, str(err))
     except Exception as err:  # noqa: BLE001 - the exit code is the executor's only signal
         log.exception("Unexpected error in the run loop")
