@@ -646,6 +646,9 @@ class TaskRunner:
         if current.state == ProcessState.FORKED:
             return self._clock.time() - (current.fork_time or 0) > self.LOST_TIMEOUT
         if current.state == ProcessState.RUNNING:
+            if self._waker is not None and current.coordinator_pid and self._waker.watching(
+                    current.coordinator_pid):
+                return False  # its pidfd has not fired: alive, no /proc scan needed
             coordinator, _, _ = TaskRunnerHelper.scan_process(self._state, name)
             if coordinator is None:
                 return not self._muxer.has_data(name)

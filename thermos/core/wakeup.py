@@ -123,6 +123,10 @@ class Waker:
         self._pidfds[pid] = fd
         self._poll.register(fd, select.POLLIN)
 
+    def watching(self, pid: int) -> bool:
+        """True while `pid` is watched and has not exited (its pidfd has not fired)."""
+        return pid in self._pidfds
+
     def unwatch_pid(self, pid: int) -> None:
         fd = self._pidfds.pop(pid, None)
         if fd is not None:
