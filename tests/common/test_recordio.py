@@ -207,3 +207,11 @@ def test_unwritable_file_raises_write_error(tmp_path):
         writer.set_sync(True)
         with pytest.raises(RecordIO.WriteError):
             writer.write(samples.task_status(TaskState.ACTIVE))
+
+
+def test_text_mode_handles_are_read_as_bytes(tmp_path):
+    """Aurora-era scripts do `open(path, 'r')`; the records still come out intact."""
+    records = list(samples.runner_stream(processes=1, runs=1))
+    write(tmp_path / "runner", records)
+    with open(tmp_path / "runner") as fp:
+        assert list(ThriftRecordReader(fp, RunnerCkpt)) == records

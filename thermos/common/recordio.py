@@ -17,6 +17,7 @@ Where Aurora loses data, this module deliberately does not:
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -154,6 +155,9 @@ class ThriftRecordReader(Generic[T]):
     """
 
     def __init__(self, fp: IO[bytes], thrift_base: type[T]) -> None:
+        # Aurora's Python 2 scripts open checkpoints in text mode ('r'); read the bytes beneath.
+        if isinstance(fp, io.TextIOBase) and hasattr(fp, "buffer"):
+            fp = fp.buffer
         _check_readable(fp)
         self._fp = fp
         self._codec: ThriftCodec[T] = ThriftCodec(thrift_base)
