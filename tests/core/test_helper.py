@@ -119,11 +119,9 @@ def test_kill_runner_rules():
 def test_checkpoint_lock_and_forced_takeover(tmp_path):
     ckpt = str(tmp_path / "checkpoints" / "t" / "runner")
     os.makedirs(os.path.dirname(ckpt), exist_ok=True)
-    holder = subprocess.Popen(["flock", "-x", "-o", ckpt, "sleep", "60"],
-                                                  start_new_session=True) if os.path.exists("/usr/bin/flock") \
-        else None
-    if holder is None:
+    if not os.path.exists("/usr/bin/flock"):
         pytest.skip("flock(1) not installed")
+    holder = subprocess.Popen(["flock", "-x", "-o", ckpt, "sleep", "60"], start_new_session=True)
     try:
         os.makedirs(os.path.dirname(ckpt), exist_ok=True)
         deadline = time.monotonic() + 10
