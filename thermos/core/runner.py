@@ -449,7 +449,20 @@ class TaskRunner:
                 self._waker.close()
                 self._waker = None
 
+    def _infer_stop_intent(self) -> None:
+        """A task found stopping with a healthy, unfinished regular plan was being killed.
+
+        The kill request itself is not recorded (the format has no place for it), so a runner
+        restarted in CLEANING or FINALIZING would otherwise end such a task SUCCESS or FAILED.
+        """
+        if self._terminal_state is not None:
+            return
+        if self.task_state in (TaskState.CLEANING, TaskState.FINALIZING) and self.is_healthy() \
+                and not self._regular_plan.is_complete():
+            self._terminal_state = TaskState.KILLED
+
     def _resume_task(self) -> None:
+        self._infer_stop_intent()
         collected = []
         for update in self._muxer.select():
             current = self._current_run(update.process)

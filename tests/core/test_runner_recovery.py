@@ -1,0 +1,60 @@
+"""Taking over a task from a dead runner: no repeated signals, the finalization clock is kept."""
+
+import os
+import signal
+import time
+
+from thermos.gen.thermos.ttypes import TaskState
+from thermos.testing.runner import RunnerHarness
+
+from .runner_util import S, assert_states_agree, proc, states, task, wait_until
+
+STUBBORN = "trap 'echo TERM >> terms' TERM; while :; do sleep 0.05; done"
+
+
+def lines(path):
+    try:
+        with open(path) as fp:
+            return fp.read().splitlines()
+    except OSError:
+        return []
+
+
+def test_restart_in_cleaning_keeps_the_clock_and_sends_no_second_sigterm(tmp_path):
+    wait = 3
+    t = task(proc("stubborn", STUBBORN, ephemeral=True), proc("main", "true"), finalization_wait=wait)
+    harness = RunnerHarness(t, root=str(tmp_path))
+    runner = harness.start()
+    terms = os.path.join(harness.sandbox, "terms")
+    wait_until(lambda: lines(terms))  # CLEANING began and SIGTERMed the stubborn process
+    time.sleep(1.5)  # spend part of the finalization budget before the crash
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait(timeout=10)
+    result = harness.finish(harness.start(), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert_states_agree(result)
+    assert lines(terms) == ["TERM"], "the new runner signalled again"
+    statuses = result.reconstructed_state.statuses
+    cleaning = next(s.timestamp_ms for s in statuses if s.state == TaskState.CLEANING)
+    assert statuses[-1].state == TaskState.SUCCESS
+    elapsed = (statuses[-1].timestamp_ms - cleaning) / 1000.0
+    # a reset clock would take 1.5 s + the whole budget again
+    assert wait - 0.1 <= elapsed < wait + 1.0, elapsed
+    assert states(result, "stubborn") == [S.KILLED]
+
+
+def test_restart_while_being_killed_still_ends_killed(tmp_path):
+    t = task(proc("stubborn", STUBBORN), proc("fin", "true", final=True), finalization_wait=3)
+    harness = RunnerHarness(t, root=str(tmp_path))
+    runner = harness.start()
+    harness.wait_for(lambda s: s.processes.get("stubborn") and s.processes["stubborn"][-1].state == S.RUNNING)
+    os.kill(runner.pid, signal.SIGUSR1)
+    wait_until(lambda: lines(os.path.join(harness.sandbox, "terms")))
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait(timeout=10)
+    result = harness.finish(harness.start(), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.task_state == TaskState.KILLED
+    assert states(result, "stubborn") == [S.KILLED]
+    # the stubborn process held CLEANING until the deadline, so there was no time for finalizers
+    assert states(result, "fin") == []
