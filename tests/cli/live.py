@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
 import psutil
 
 from thermos.config.schema import Process, Resources, Task
 from thermos.gen.thermos.ttypes import ProcessState
 from thermos.testing.runner import RunnerHarness
+from thermos.testing.wait import wait_until  # noqa: F401 - the tests import it from here
 
 RESOURCES = Resources(cpu=0.1, ram=16 * 1024 * 1024, disk=16 * 1024 * 1024)
 
@@ -21,14 +21,6 @@ def make_task(name, cmdline, **kw):
                 processes=[Process(name=kw.pop("process", "main"), cmdline=cmdline, min_duration=0, **kw)])
 
 
-def wait_until(predicate, timeout=30.0, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met within %.1f s" % timeout)
 
 
 def running_run(harness, process="main"):

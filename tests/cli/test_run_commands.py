@@ -18,7 +18,8 @@ def thermos(*args, timeout=60):
 def only_task(root):
     finished = os.listdir(os.path.join(root, "tasks", "finished"))
     assert len(finished) == 1
-    return finished[0], CheckpointDispatcher.from_file(os.path.join(root, "checkpoints", finished[0], "runner"))
+    runner_ckpt = os.path.join(root, "checkpoints", finished[0], "runner")
+    return finished[0], CheckpointDispatcher.from_file(runner_ckpt)
 
 
 def test_run_example_reports_outcome_and_checkpoints(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import psutil
@@ -11,6 +10,7 @@ import psutil
 from thermos.config.schema import Constraint, Process, Resources, Task
 from thermos.gen.thermos.ttypes import ProcessState
 from thermos.testing.runner import RunnerHarness, RunResult
+from thermos.testing.wait import wait_until  # noqa: F401 - the tests import it from here
 
 RESOURCES = Resources(cpu=0.1, ram=16 * 1024 * 1024, disk=16 * 1024 * 1024)
 S = ProcessState
@@ -48,14 +48,6 @@ def states(result: RunResult, process: str) -> list[int]:
     return [run.state for run in result.runs(process)]
 
 
-def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.01) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met within %.1fs" % timeout)
 
 
 def read_pid(path: str) -> int | None:

@@ -17,18 +17,11 @@ from thermos.monitoring.resource import (
     TaskSample,
 )
 from thermos.testing import ckpt as synth
+from thermos.testing.wait import wait_until as wait_for
 
 BUSY = "import time\nend = time.time() + 60\nwhile time.time() < end: pass\n"
 
 
-def wait_for(predicate, timeout=10.0, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met within %.1f s" % timeout)
 
 
 @pytest.fixture
