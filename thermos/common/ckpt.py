@@ -100,14 +100,15 @@ class TaskStateHandler:
 
 # update state -> (allowed previous states, fields that must be present and are copied)
 _S = ProcessState
+# (`state` itself is always copied.)
 _TRANSITIONS: dict[int, tuple[frozenset[int | None], tuple[str, ...]]] = {
-    _S.WAITING: (frozenset((None,)), ("state", "process")),
-    _S.FORKED: (frozenset((_S.WAITING,)), ("state", "fork_time", "coordinator_pid")),
-    _S.RUNNING: (frozenset((_S.FORKED,)), ("state", "start_time", "pid")),
-    _S.SUCCESS: (frozenset((_S.RUNNING,)), ("state", "stop_time", "return_code")),
-    _S.FAILED: (frozenset((_S.WAITING, _S.RUNNING)), ("state",)),
-    _S.KILLED: (frozenset((_S.FORKED, _S.RUNNING)), ("state", "stop_time", "return_code")),
-    _S.LOST: (frozenset((_S.FORKED, _S.RUNNING)), ("state",)),
+    _S.WAITING: (frozenset((None,)), ("process",)),
+    _S.FORKED: (frozenset((_S.WAITING,)), ("fork_time", "coordinator_pid")),
+    _S.RUNNING: (frozenset((_S.FORKED,)), ("start_time", "pid")),
+    _S.SUCCESS: (frozenset((_S.RUNNING,)), ("stop_time", "return_code")),
+    _S.FAILED: (frozenset((_S.WAITING, _S.RUNNING)), ()),
+    _S.KILLED: (frozenset((_S.FORKED, _S.RUNNING)), ("stop_time", "return_code")),
+    _S.LOST: (frozenset((_S.FORKED, _S.RUNNING)), ()),
 }
 # FAILED carries these when it comes from a run that really ran (RUNNING -> FAILED); a WAITING ->
 # FAILED record (the fork itself failed) has neither.
@@ -291,6 +292,7 @@ class CheckpointDispatcher:
                 raise self.InvalidStateTransition("Process %s: %s record (seq %d) lacks %s" % (
                     name, ProcessState._VALUES_TO_NAMES[new_state], seq, field))
             setattr(current, field, value)
+        current.state = new_state
         current.seq = seq
         if new_state == _S.FAILED:
             for field in _FAILED_OPTIONAL:
