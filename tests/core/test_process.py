@@ -223,6 +223,30 @@ def test_the_checkpoint_lock_is_held_for_the_coordinators_lifetime(taskpath, san
     assert finish(again)[-1].state == ProcessState.SUCCESS
 
 
+class FixedClockPlatform:
+    def __init__(self):
+        self.forks = 0
+
+    def fork(self):
+        self.forks += 1
+        return os.fork()
+
+    def getpid(self):
+        return os.getpid()
+
+    def time(self):
+        return 1000.25
+
+
+def test_platform_injection(taskpath, sandbox):
+    platform = FixedClockPlatform()
+    p = make(taskpath, sandbox, "true", platform=platform)
+    p.start()
+    forked, running, success = finish(p)
+    assert platform.forks == 1
+    assert forked.fork_time == running.start_time == success.stop_time == p.fork_time == 1000.25
+
+
 def test_unknown_user(taskpath, sandbox):
     with pytest.raises(Process.UnknownUserError):
         make(taskpath, sandbox, "true", user="no-such-user-thermos").start()
@@ -661,6 +685,28 @@ def test_containerizer_launch_info(taskpath, sandbox, containerizer):
         "rootfs": rootfs, "user": pwd.getpwuid(os.getuid()).pw_name,
         "working_directory": "/mnt/mesos/sandbox", "command": COMMAND}
     assert env == "HOME=/mnt/mesos/sandbox BASH_ENV= PWD=%s" % sandbox
+
+
+def test_containerizer_runs_as_root_then_the_coordinator_drops(taskpath, sandbox, containerizer, other_user):
+    user, _ = other_user
+    path, _ = containerizer("launch_info")
+    with open(path) as fp:
+        script = fp.read()
+    with open(path, "w") as fp:  # report who launched it, then stay up until told to go
+        wait = "  id -u\n  while [ ! -e %s/go ]; do sleep 0.01; done\n" % sandbox
+        fp.write(script.replace("else\n", "else\n" + wait))
+    p = make(taskpath, sandbox, "true", user=user.pw_name, mesos_containerizer_path=path,
+             container_sandbox="/mnt")
+    p.start()
+    try:
+        wait_for_state(p.ckpt_file(), {ProcessState.RUNNING})
+        wait_for(lambda: proc_status(p.pid)["Uid"].split()[0] == str(user.pw_uid), what="the drop")
+    finally:
+        open(os.path.join(sandbox, "go"), "w").close()
+    assert finish(p)[-1].return_code == 0
+    assert log_content(taskpath, "stdout").splitlines()[0] == "0"
+    for name in ("stdout", "stderr"):
+        assert os.stat(log_path(taskpath, name)).st_uid == user.pw_uid
 
 
 def test_containerizer_without_mesos_directory_fails_the_run(taskpath, sandbox, containerizer, monkeypatch):
