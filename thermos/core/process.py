@@ -309,7 +309,7 @@ class Process:
 
         Raises UnknownUserError, PermissionError (another user without root), CheckpointError
         (the checkpoint is locked by a live coordinator, or FORKED could not be written) or Error
-        (fork failed).
+        (the log directory could not be made, or fork failed); never a bare OSError.
         """
         plan = self._plan()
         self._fork_time = self._platform.time()
@@ -317,8 +317,10 @@ class Process:
         try:
             self._prepare_logdir(plan.user, plan.switch_user)
             control_r, control_w = os.pipe()
-        except BaseException:
+        except BaseException as err:
             ckpt.close()
+            if isinstance(err, OSError):
+                raise self.Error("Cannot prepare %s: %s" % (self._name, err)) from None
             raise
         try:
             pid = self._fork()
