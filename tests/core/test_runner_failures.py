@@ -87,14 +87,19 @@ def open_tmp():
 
 @pytest.fixture
 def other_user():
-    name = "thermos-test"
+    """A throwaway system user, removed again afterwards."""
+    name = "thermos-runner-test"
+    created = False
     try:
         pwd.getpwnam(name)
     except KeyError:
         if not ROOT or shutil.which("useradd") is None:
             pytest.skip("needs root and useradd to create a test user")
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", name], check=True)
-    return pwd.getpwnam(name)
+        created = True
+    yield pwd.getpwnam(name)
+    if created:
+        subprocess.run(["userdel", name], check=False)
 
 
 @pytest.mark.skipif(not ROOT, reason="setuid needs root")
