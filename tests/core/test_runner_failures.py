@@ -102,30 +102,32 @@ def other_user():
         subprocess.run(["userdel", name], check=False)
 
 
+def setuid_harness(root, user, cmdline):
+    """A harness whose single process runs as `user`, in a sandbox that user owns."""
+    harness = RunnerHarness(task(proc("p", cmdline)), root=root, extra_args=["--setuid", user.pw_name])
+    os.makedirs(harness.sandbox, exist_ok=True)
+    os.chown(harness.sandbox, user.pw_uid, user.pw_gid)
+    return harness
+
+
 @pytest.mark.skipif(not ROOT, reason="setuid needs root")
 def test_processes_run_as_the_task_user(open_tmp, other_user):
-    harness = RunnerHarness(task(proc("whoami", "id -u > uid.txt; id -un >> uid.txt")), root=open_tmp,
-                            extra_args=["--setuid", other_user.pw_name])
-    os.makedirs(harness.sandbox, exist_ok=True)
-    os.chown(harness.sandbox, other_user.pw_uid, other_user.pw_gid)
+    harness = setuid_harness(open_tmp, other_user, "id -u > uid.txt; id -un >> uid.txt")
     result = harness.run()
     assert result.returncode == 0, result.stderr
     assert_states_agree(result)
-    assert states(result, "whoami") == [S.SUCCESS]
+    assert states(result, "p") == [S.SUCCESS]
     with open(os.path.join(harness.sandbox, "uid.txt")) as fp:
         assert fp.read().split() == [str(other_user.pw_uid), other_user.pw_name]
     header = result.reconstructed_state.header
     assert (header.user, header.uid) == (other_user.pw_name, other_user.pw_uid)
-    logdir = os.path.join(header.log_dir, "whoami", "0")
+    logdir = os.path.join(header.log_dir, "p", "0")
     assert os.stat(os.path.join(logdir, "stdout")).st_uid == other_user.pw_uid
 
 
 @pytest.mark.skipif(not ROOT, reason="setuid needs root")
 def test_kill_finds_processes_that_dropped_privileges(open_tmp, other_user):
-    harness = RunnerHarness(task(proc("p", "exec sleep 300")), root=open_tmp,
-                            extra_args=["--setuid", other_user.pw_name])
-    os.makedirs(harness.sandbox, exist_ok=True)
-    os.chown(harness.sandbox, other_user.pw_uid, other_user.pw_gid)
+    harness = setuid_harness(open_tmp, other_user, "exec sleep 300")
     runner = harness.start()
     run = harness.wait_for(
         lambda s: s.processes.get("p") and s.processes["p"][-1].pid and s.processes["p"][-1])
