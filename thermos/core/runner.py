@@ -63,9 +63,6 @@ from thermos.gen.thermos.ttypes import (
 
 log = logging.getLogger(__name__)
 
-TERMINAL_TASK_STATES = (TaskState.SUCCESS, TaskState.FAILED, TaskState.KILLED, TaskState.LOST)
-
-
 class TaskRunnerUniversalHandler(UniversalStateHandler):
     """Appends every transition to the runner checkpoint before any handler acts on it."""
 
@@ -136,7 +133,6 @@ class TaskRunnerTaskHandler(TaskStateHandler):
 
     def on_active(self, update: TaskStatus) -> None:
         r = self._runner
-        r._plan = r._regular_plan
         if not r._recovery:
             TaskRunnerHelper.initialize_task(r._pathspec, r._task_json)
 
@@ -151,7 +147,6 @@ class TaskRunnerTaskHandler(TaskStateHandler):
         r = self._runner
         if not r._recovery and not r._taking_over:
             r._kill()
-        r._plan = r._finalizing_plan
         if r._finalization_start is None:
             r._finalization_start = update.timestamp_ms / 1000.0
 
@@ -249,7 +244,6 @@ class TaskRunner:
                                            process_filter=lambda p: p.final().get() is False)
         self._finalizing_plan = planner_class(self._task, clock=clock,
                                               process_filter=lambda p: p.final().get() is True)
-        self._plan: TaskPlanner = self._regular_plan
         self._final_names = {name for name, p in self._processes.items() if p.final().get()}
 
         self._muxer = ProcessMuxer(self._pathspec)
@@ -562,13 +556,10 @@ class TaskRunner:
             if waker is None:
                 self._clock.sleep(min(remaining, self.POLL_FALLBACK))
                 continue
-            limit = remaining if waker.event_driven else min(remaining, self.POLL_FALLBACK)
-            if waker.wait(limit):
-                applied = self._apply_updates()
-                return applied
-            if not waker.event_driven:
-                continue
-            return 0
+            if waker.wait(remaining if waker.event_driven else min(remaining, self.POLL_FALLBACK)):
+                return self._apply_updates()  # a record, or an exit the stage must look at
+            if waker.event_driven:
+                return 0  # the whole timeout passed without an event
 
     # ---- stages ---------------------------------------------------------------------------
 
