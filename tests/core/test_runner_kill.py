@@ -21,6 +21,13 @@ def running_run(harness, name):
     return harness.wait_for(check)
 
 
+def marked_run(harness, name):
+    """The RUNNING run of a RETRY_ONCE process, once its shell has left the marker."""
+    run = running_run(harness, name)
+    wait_until(lambda: os.path.exists(os.path.join(harness.sandbox, "marker")))
+    return run
+
+
 def finish(harness, runner):
     result = harness.finish(runner, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -31,7 +38,7 @@ def finish(harness, runner):
 def test_sigkill_of_the_user_process_is_killed_then_retried(tmp_path):
     harness = RunnerHarness(task(proc("p", RETRY_ONCE)), root=str(tmp_path))
     runner = harness.start()
-    run = running_run(harness, "p")
+    run = marked_run(harness, "p")
     os.kill(run.pid, signal.SIGKILL)
     result = finish(harness, runner)
     assert states(result, "p") == [S.KILLED, S.SUCCESS]
@@ -42,7 +49,7 @@ def test_sigkill_of_the_user_process_is_killed_then_retried(tmp_path):
 def test_sigkill_of_the_coordinator_is_lost_then_retried(tmp_path):
     harness = RunnerHarness(task(proc("p", RETRY_ONCE)), root=str(tmp_path))
     runner = harness.start()
-    run = running_run(harness, "p")
+    run = marked_run(harness, "p")
     os.kill(run.coordinator_pid, signal.SIGKILL)
     result = finish(harness, runner)
     assert states(result, "p") == [S.LOST, S.SUCCESS]

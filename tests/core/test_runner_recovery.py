@@ -9,7 +9,8 @@ from thermos.testing.runner import RunnerHarness
 
 from .runner_util import S, assert_states_agree, proc, states, task, wait_until
 
-STUBBORN = "trap 'echo TERM >> terms' TERM; while :; do sleep 0.05; done"
+STUBBORN = "trap 'echo TERM >> terms' TERM; touch ready; while :; do sleep 0.05; done"
+AFTER_READY = "while [ ! -e ready ]; do sleep 0.01; done"  # SIGTERM must not beat the trap
 
 
 def lines(path):
@@ -22,7 +23,7 @@ def lines(path):
 
 def test_restart_in_cleaning_keeps_the_clock_and_sends_no_second_sigterm(tmp_path):
     wait = 3
-    t = task(proc("stubborn", STUBBORN, ephemeral=True), proc("main", "true"), finalization_wait=wait)
+    t = task(proc("stubborn", STUBBORN, ephemeral=True), proc("main", AFTER_READY), finalization_wait=wait)
     harness = RunnerHarness(t, root=str(tmp_path))
     runner = harness.start()
     terms = os.path.join(harness.sandbox, "terms")
@@ -47,7 +48,7 @@ def test_restart_while_being_killed_still_ends_killed(tmp_path):
     t = task(proc("stubborn", STUBBORN), proc("fin", "true", final=True), finalization_wait=3)
     harness = RunnerHarness(t, root=str(tmp_path))
     runner = harness.start()
-    harness.wait_for(lambda s: s.processes.get("stubborn") and s.processes["stubborn"][-1].state == S.RUNNING)
+    wait_until(lambda: os.path.exists(os.path.join(harness.sandbox, "ready")))
     os.kill(runner.pid, signal.SIGUSR1)
     wait_until(lambda: lines(os.path.join(harness.sandbox, "terms")))
     os.kill(runner.pid, signal.SIGKILL)
