@@ -138,3 +138,10 @@ def test_minimal_environment(tmp_path):
         keys = {line.split("=", 1)[0] for line in fp.read().splitlines()}
     assert {"HOME", "USER", "LOGNAME", "PATH"} <= keys
     assert not any(k.startswith("THERMOS") for k in keys)
+
+
+def test_thermos_runner_caps_a_process_at_100_runs(tmp_path):
+    """max_failures=0 retries forever in Aurora's TaskPlanner; thermos_runner caps it at 100 runs."""
+    result = run_task(tmp_path, task(proc("forever", "false", max_failures=0)))
+    assert states(result, "forever") == [S.FAILED] * 100
+    assert result.task_state == TaskState.FAILED
