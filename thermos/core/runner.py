@@ -614,7 +614,6 @@ class TaskRunner:
     # ---- scheduling -----------------------------------------------------------------------
 
     def _run_plan(self, plan: TaskPlanner) -> bool:
-        TaskRunnerHelper.reap_children()
         running = list(plan.running)
         for name in running:
             if self.is_process_lost(name):
