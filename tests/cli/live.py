@@ -9,7 +9,6 @@ import subprocess
 import psutil
 
 from thermos.config.schema import Process, Resources, Task
-from thermos.gen.thermos.ttypes import ProcessState
 from thermos.testing.runner import RunnerHarness
 from thermos.testing.wait import wait_until  # noqa: F401 - the tests import it from here
 
@@ -24,10 +23,7 @@ def make_task(name, cmdline, **kw):
 
 
 def running_run(harness, process="main"):
-    def find(state):
-        runs = (state.processes or {}).get(process)
-        return runs[-1] if runs and runs[-1].state == ProcessState.RUNNING else None
-    return harness.wait_for(find, timeout=30)
+    return harness.wait_for_running(process, timeout=30)
 
 
 class Root:

@@ -14,16 +14,9 @@ from .runner_util import S, alive, assert_states_agree, proc, read_pid, states, 
 RETRY_ONCE = "if [ -e marker ]; then exit 0; else touch marker; exec sleep 60; fi"
 
 
-def running_run(harness, name):
-    def check(state):
-        runs = state.processes.get(name) if state.processes else None
-        return runs[-1] if runs and runs[-1].state == S.RUNNING else None
-    return harness.wait_for(check)
-
-
 def marked_run(harness, name):
     """The RUNNING run of a RETRY_ONCE process, once its shell has left the marker."""
-    run = running_run(harness, name)
+    run = harness.wait_for_running(name)
     wait_until(lambda: os.path.exists(os.path.join(harness.sandbox, "marker")))
     return run
 
@@ -74,7 +67,7 @@ def test_runner_signals_stop_the_task(tmp_path, sig, expected):
     t = task(proc("p", "exec sleep 300"), proc("fin", "echo bye > bye", final=True), finalization_wait=10)
     harness = RunnerHarness(t, root=str(tmp_path))
     runner = harness.start()
-    run = running_run(harness, "p")
+    run = harness.wait_for_running("p")
     os.kill(runner.pid, sig)
     result = finish(harness, runner)
     assert result.task_state == expected
@@ -89,7 +82,7 @@ def test_no_escapes_double_forked_setsid_daemon(tmp_path):
     cmd = "( setsid sleep 300 & echo $! > escaped.pid ); exec sleep 300"
     harness = RunnerHarness(task(proc("p", cmd)), root=str(tmp_path))
     runner = harness.start()
-    run = running_run(harness, "p")
+    run = harness.wait_for_running("p")
     escaped = wait_until(lambda: read_pid(os.path.join(harness.sandbox, "escaped.pid")))
     # it has left the task's session and process group, and was adopted by the runner
     wait_until(lambda: alive(escaped) and psutil.Process(escaped).ppid() == runner.pid
@@ -106,7 +99,7 @@ def test_dead_runner_coordinator_and_process_then_kill_force_leaves_one_lost_run
 
     harness = RunnerHarness(task(proc("p", "exec sleep 300")), root=str(tmp_path))
     runner = harness.start()
-    run = running_run(harness, "p")
+    run = harness.wait_for_running("p")
     for pid in (runner.pid, run.coordinator_pid, run.pid):
         os.kill(pid, signal.SIGKILL)
     runner.wait(timeout=10)

@@ -20,7 +20,7 @@ from typing import Any
 from thermos.common.ckpt import CheckpointDispatcher
 from thermos.common.path import TaskPath
 from thermos.common.recordio import ThriftCodec
-from thermos.gen.thermos.ttypes import RunnerState, TaskState
+from thermos.gen.thermos.ttypes import ProcessState, RunnerState, TaskState
 
 
 @dataclass
@@ -131,6 +131,13 @@ class RunnerHarness:
                 state = ThriftCodec(RunnerState).decode(fp.read())
         reconstructed = CheckpointDispatcher.from_file(self.runner_checkpoint)
         return RunResult(returncode, out, err, state, reconstructed, runner_pids=runner_pids)
+
+    def wait_for_running(self, process: str, timeout: float = 30.0) -> Any:
+        """The ProcessStatus of `process`'s latest run once the checkpoint shows it RUNNING."""
+        def running(state: RunnerState) -> Any:
+            runs = (state.processes or {}).get(process)
+            return runs[-1] if runs and runs[-1].state == ProcessState.RUNNING else None
+        return self.wait_for(running, timeout=timeout)
 
     def wait_for(self, predicate: Any, timeout: float = 30.0, interval: float = 0.01) -> Any:
         """Poll `predicate(state)` on the checkpoint until it returns truthy; bounded."""
