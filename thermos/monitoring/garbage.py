@@ -8,17 +8,18 @@ Fixed against Aurora's removed implementation (spec thermos.md §11.2):
 * logs are the whole log directory (rotated `stdout.N` backups included), and a log directory
   inside the sandbox is neither counted as data nor deleted with the data;
 * sizes are only measured when a space budget needs them, so age and count policies over
-  thousands of tasks cost one `stat` per task.
+  thousands of tasks cost one `stat` per task;
+* erasing never follows a symlink out of the task's own directories (Aurora's `rmtree` of paths
+  from a checkpoint did): it is done by `thermos.gc.collect` from trusted directory descriptors.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from thermos.common.path import TaskPath
 from thermos.common.recordio import RecordIO, ThriftRecordReader
@@ -65,13 +66,6 @@ def _is_under(path: str, parent: str, resolve: bool = True) -> bool:
     return path != parent and path.startswith(parent.rstrip(os.sep) + os.sep)
 
 
-def _dangerous(path: str) -> bool:
-    """Directories no garbage collector may ever remove, whatever a checkpoint says."""
-    real = os.path.realpath(path)
-    home = os.path.realpath(os.path.expanduser("~"))
-    return real.count(os.sep) < 2 or real == home
-
-
 class TaskGarbageCollector:
     """The files of one task in one checkpoint root, and how to erase them."""
 
@@ -79,10 +73,12 @@ class TaskGarbageCollector:
         """Raised instead of erasing anything of a task that is still active."""
 
     class UnsafePath(Exception):
-        """Raised instead of removing a directory such as / or $HOME named by a checkpoint."""
+        """Raised instead of removing a directory such as / or $HOME, or one reached through a symlink."""
 
-    def __init__(self, root: str, task_id: str) -> None:
+    def __init__(self, root: str, task_id: str, **files_options: Any) -> None:
         self._root = root
+        self._files_options = files_options  # for thermos.gc.task_files.TaskFiles (sandbox_roots)
+        self._files: Any = None
         self._task_id = task_id
         self._detector = TaskDetector(root)
         self._path = TaskPath(root=root, task_id=task_id)
@@ -169,85 +165,36 @@ class TaskGarbageCollector:
             logs = du(log_dir)
         return self.metadata_size(), logs, data
 
-    def _refuse_if_active(self) -> None:
-        if self.is_active:
-            raise self.ActiveTask("task %s in %s is still active; kill it first (thermos kill %s)" % (
-                self._task_id, self._root, self._task_id))
+    # ---- deletion: done by thermos.gc.collect, from trusted directory descriptors -------------
+    # Deletion lives in the gc layer (monitoring only reads); these keep the Aurora-era methods.
+    # Each returns what it freed (a thermos.gc.safe_delete.Freed) and raises ActiveTask or
+    # UnsafePath, with one line saying why, instead of deleting anything questionable.
 
-    def _rmtree(self, path: str) -> None:
-        if _dangerous(path):
-            raise self.UnsafePath("refusing to remove %s for task %s" % (path, self._task_id))
-        shutil.rmtree(path, ignore_errors=True)
+    def _erase(self, what: str) -> Any:
+        from thermos.gc import collect
+        from thermos.gc.task_files import TaskFiles
 
-    def erase_task(self) -> None:
-        self.erase_data()
-        self.erase_logs()
-        self.erase_metadata()
-
-    def erase_metadata(self) -> None:
-        self._refuse_if_active()
-        self.header  # noqa: B018 - remember where logs and data are before the checkpoint goes
-        for path in self.get_metadata(with_size=False):
+        if self._files is None:
             try:
-                os.unlink(path)  # type: ignore[arg-type]
-            except FileNotFoundError:
-                pass
-        self._rmtree(self._path.getpath("checkpoint_path"))
+                self._files = TaskFiles(self._root, self._task_id, **self._files_options)
+            except collect.UnsafePath as err:
+                raise self.UnsafePath(str(err)) from None
+        try:
+            return getattr(collect, what)(self._files)
+        except collect.UnsafePath as err:
+            raise self.UnsafePath(str(err)) from None
 
-    def erase_logs(self) -> None:
-        self._refuse_if_active()
-        log_dir = self._log_dir()
-        if not log_dir:
-            return
-        self._rmtree(log_dir)
-        sandbox = self._sandbox()
-        if sandbox and _is_under(log_dir, sandbox):
-            self._remove_empty_parents(log_dir, sandbox)
+    def erase_task(self) -> Any:
+        return self._erase("erase_task")
 
-    def erase_data(self) -> None:
-        self._refuse_if_active()
-        sandbox = self._sandbox()
-        if not sandbox or not os.path.isdir(sandbox):
-            return
-        log_dir = self._log_dir()
-        if log_dir and os.path.isdir(log_dir) and _is_under(log_dir, sandbox):
-            if _dangerous(sandbox):
-                raise self.UnsafePath("refusing to empty %s for task %s" % (sandbox, self._task_id))
-            self._remove_all_but(sandbox, os.path.realpath(log_dir))
-        else:
-            self._rmtree(sandbox)
+    def erase_metadata(self) -> Any:
+        return self._erase("erase_metadata")
 
-    def _remove_all_but(self, directory: str, keep: str) -> None:
-        """Remove everything under `directory` except `keep` and the directories leading to it."""
-        with os.scandir(directory) as it:
-            entries = list(it)
-        for entry in entries:
-            real = os.path.realpath(entry.path)
-            if real == keep:
-                continue
-            if keep.startswith(real + os.sep) and entry.is_dir(follow_symlinks=False):
-                self._remove_all_but(entry.path, keep)
-            elif entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(entry.path)
-                except FileNotFoundError:
-                    pass
+    def erase_logs(self) -> Any:
+        return self._erase("erase_logs")
 
-    @staticmethod
-    def _remove_empty_parents(path: str, stop: str) -> None:
-        """rmdir the now-empty directories from dirname(path) up to and including `stop`."""
-        directory = os.path.dirname(path.rstrip(os.sep))
-        stop = os.path.realpath(stop)
-        while True:
-            try:
-                os.rmdir(directory)
-            except OSError:
-                return
-            if os.path.realpath(directory) == stop:
-                return
-            directory = os.path.dirname(directory)
+    def erase_data(self) -> Any:
+        return self._erase("erase_data")
 
 
 class TaskTuple(NamedTuple):

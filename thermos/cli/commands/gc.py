@@ -6,6 +6,9 @@ If tasks are specified (regexes, matched against finished tasks), restrict garba
 only those tasks; otherwise every finished task is considered and the --max_* policies choose.
 By default a task's sandbox data is deleted and its logs and metadata (task record and
 checkpoints) are kept. Active tasks are never collected. --dryrun shows what would be deleted.
+
+Deletion never follows a symlink: a task directory or sandbox that is a symlink is skipped with
+one line, and a symlink inside a sandbox is unlinked, never traversed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 import sys
 
 from thermos.cli.common import CommandError, add_command_parser, get_path_detector, tasks_from_re
+from thermos.common.constants import DEFAULT_SANDBOX_ROOT
 from thermos.monitoring.garbage import GarbageCollectionPolicy, TaskGarbageCollector
 
 NAME = "gc"
@@ -65,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="Perform garbage collection without confirmation")
     parser.add_argument("--dryrun", action="store_true", help="Don't actually run garbage collection.")
+    parser.add_argument("--sandbox-root", dest="sandbox_roots", metavar="PATH", action="append",
+                        help="a directory holding sandboxes, reached through symlinks in its own path "
+                             "(repeatable; %s always is)" % DEFAULT_SANDBOX_ROOT)
     parser.add_argument("regexes", nargs="*", metavar="task_regex")
     return parser
 
@@ -120,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     print("Running gc...")
     failed = 0
     for root, task_id in gc_tasks:
-        collector = TaskGarbageCollector(root, task_id)
+        collector = TaskGarbageCollector(root, task_id, sandbox_roots=sandbox_roots(args))
         print("  Task %s " % task_id, end="")
         print("data (%s) " % ("keeping" if args.keep_data else "deleting"), end="")
         print("logs (%s) " % ("keeping" if args.keep_logs else "deleting"), end="")
@@ -128,16 +135,39 @@ def run(args: argparse.Namespace) -> int:
         steps = [(keep, erase) for keep, erase in (
             (args.keep_data, collector.erase_data), (args.keep_logs, collector.erase_logs),
             (args.keep_metadata, collector.erase_metadata)) if not keep]
+        freed = 0
         for _, erase in steps:
             if args.dryrun:
                 print("    would run %s()" % erase.__name__)
                 continue
             try:
-                erase()
+                result = erase()
             except (OSError, TaskGarbageCollector.ActiveTask, TaskGarbageCollector.UnsafePath) as err:
-                print("thermos gc: error: %s of %s failed: %s" % (erase.__name__, task_id, err),
-                      file=sys.stderr)
+                print("thermos gc: error: skipping the rest of task %s: %s" % (task_id, err), file=sys.stderr)
                 failed += 1
                 break
+            freed += result.bytes
+            for line in result.errors:
+                print("thermos gc: error: %s" % line, file=sys.stderr)
+            if result.more_errors:
+                print("thermos gc: error: ... and %d more errors under task %s" % (
+                    result.more_errors, task_id), file=sys.stderr)
+            if not result.ok:
+                failed += 1
+        if not args.dryrun:
+            print("    freed %s" % format_bytes(freed))
         print("done.")
     return 1 if failed else 0
+
+
+def sandbox_roots(args: argparse.Namespace) -> tuple[str, ...]:
+    return (DEFAULT_SANDBOX_ROOT, *(getattr(args, "sandbox_roots", None) or ()))
+
+
+def format_bytes(count: float) -> str:
+    """1536 -> '1.5 KiB' (binary units, as --max_space takes them)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return ("%d %s" if unit == "B" else "%.1f %s") % (count, unit)
+        count /= 1024
+    raise AssertionError("unreachable")

@@ -1,0 +1,204 @@
+"""Where a task's files are, which of them may be deleted, and from which trusted directory.
+
+A checkpoint root is either a fixed root (`/var/run/thermos`, `--root`) or the `checkpoints`
+directory of a Mesos executor run (`<work_dir>/slaves/<sid>/frameworks/<fid>/executors/<eid>/
+runs/<cid>/checkpoints`). The difference matters for safety:
+
+* In a Mesos run the task's user can write the run directory, so the checkpoint, and the sandbox
+  and log paths its header names, are untrusted: they may only name something inside that run
+  directory, reached from the agent's work_dir without following a symlink (`latest` included).
+  The run may only be touched once the agent wrote `meta/.../runs/<cid>/executor.sentinel`.
+* In a fixed root whose checkpoint directories only root (or we) can write, the header was written
+  by the runner and its sandbox may be anywhere; it is still reached without following symlinks
+  from `/`, the checkpoint root or a configured sandbox root. If others can write those
+  directories the header is treated like a Mesos one: only paths inside the checkpoint root.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from thermos.gc.safe_delete import Anchors, UnsafePath, components, is_within, open_below
+
+from thermos.common.constants import DEFAULT_SANDBOX_ROOT
+from thermos.common.recordio import RecordIO, ThriftRecordReader
+from thermos.gen.thermos.ttypes import RunnerCkpt, RunnerHeader
+
+SENTINEL = "executor.sentinel"
+_MESOS_TOKENS = ("slaves", "frameworks", "executors", "runs")
+
+
+@dataclass(frozen=True)
+class MesosRun:
+    """One executor run: `<work_dir>/slaves/<sid>/frameworks/<fid>/executors/<eid>/runs/<cid>`."""
+
+    work_dir: str
+    relative: tuple[str, ...]  # the eight components below work_dir
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.work_dir, *self.relative)
+
+    @property
+    def executor_id(self) -> str:
+        return self.relative[5]
+
+    @property
+    def container_id(self) -> str:
+        return self.relative[7]
+
+    @property
+    def sentinel(self) -> str:
+        return os.path.join(self.work_dir, "meta", *self.relative, SENTINEL)
+
+    def finished(self) -> bool:
+        """Whether the agent recorded that this run's executor exited (`executor.sentinel`)."""
+        try:
+            fd = open_below(self.work_dir, ("meta", *self.relative))
+        except (OSError, UnsafePath):
+            return False
+        try:
+            st = os.stat(SENTINEL, dir_fd=fd, follow_symlinks=False)
+            return stat.S_ISREG(st.st_mode)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+
+def mesos_run_of(path: str) -> MesosRun | None:
+    """The Mesos run that a path (a run directory or anything inside it) belongs to (the agent's rule)."""
+    try:
+        parts = components(path)
+    except UnsafePath:
+        return None
+    # The leftmost match: a tree shaped like a run *inside* a run's sandbox is the task's, not the agent's.
+    for start in range(len(parts) - 7):
+        window = parts[start:start + 8]
+        if tuple(window[0::2]) == _MESOS_TOKENS and "latest" not in window[1::2]:
+            return MesosRun(os.sep + os.path.join(*parts[:start]) if start else os.sep, tuple(window))
+    return None
+
+
+def _private(st: os.stat_result, euid: int) -> bool:
+    return st.st_uid in (0, euid) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+class TaskFiles:
+    """The deletable files of one task, the trusted directories they are reached from, and its header."""
+
+    def __init__(self, root: str, task_id: str,
+                 sandbox_roots: Sequence[str] = (DEFAULT_SANDBOX_ROOT,)) -> None:
+        if not task_id or "/" in task_id or task_id in (".", ".."):
+            raise UnsafePath("invalid task id %r" % task_id)
+        self.root = os.path.abspath(root)
+        self.task_id = task_id
+        self.mesos_run = mesos_run_of(self.root)
+        self._sandbox_roots = tuple(sandbox_roots)
+        self._header: RunnerHeader | None = None
+        self._header_read = False
+        self._trusted: bool | None = None
+
+    # ---- where things are ----------------------------------------------------------------
+
+    @property
+    def metadata_anchors(self) -> Anchors:
+        """The checkpoint root itself, reached from the work_dir when it lies in a Mesos run."""
+        if self.mesos_run is not None:
+            return Anchors([self.mesos_run.work_dir], scope=self.root)
+        return Anchors([self.root], scope=self.root)
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return os.path.join(self.root, "checkpoints", self.task_id)
+
+    def task_json(self, state: str) -> str:
+        return os.path.join(self.root, "tasks", state, self.task_id)
+
+    def data_anchors(self) -> Anchors:
+        """Where the header's sandbox and log directory may be, and whence they are reached."""
+        if self.mesos_run is not None:
+            return Anchors([self.mesos_run.work_dir], scope=self.mesos_run.path)
+        if self.header_trusted():
+            return Anchors(["/", self.root, *self._sandbox_roots])
+        return Anchors([self.root], scope=self.root)
+
+    # ---- reading the header safely -------------------------------------------------------
+
+    def _open_checkpoint_dir(self) -> int:
+        anchors = self.metadata_anchors
+        anchor, parts = anchors.locate(self.checkpoint_dir)
+        return open_below(anchor, parts, what="task %s" % self.task_id)
+
+    def check_task_dir(self) -> None:
+        """Raise UnsafePath if the checkpoint root or the task's checkpoint directory is a symlink."""
+        try:
+            os.close(self._open_checkpoint_dir())
+        except FileNotFoundError:
+            pass
+
+    @property
+    def header(self) -> RunnerHeader | None:
+        if not self._header_read:
+            self._header_read = True
+            self._header, self._trusted = self._read_header()
+        return self._header
+
+    def header_trusted(self) -> bool:
+        self.header  # noqa: B018 - reads the header and its trust together
+        return bool(self._trusted)
+
+    def _read_header(self, max_records: int = 16) -> tuple[RunnerHeader | None, bool]:
+        try:
+            dir_fd = self._open_checkpoint_dir()
+        except (OSError, UnsafePath):
+            return None, False
+        try:
+            fd = os.open("runner", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+        except OSError:
+            os.close(dir_fd)
+            return None, False
+        try:
+            euid = os.geteuid()
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None, False
+            trusted = _private(st, euid) and _private(os.fstat(dir_fd), euid) and self._root_private(euid)
+            with os.fdopen(os.dup(fd), "rb") as fp:
+                reader = ThriftRecordReader(fp, RunnerCkpt)
+                for _ in range(max_records):
+                    record = reader.try_read()
+                    if record is None:
+                        break
+                    if record.runner_header is not None:
+                        return record.runner_header, trusted
+        except (OSError, RecordIO.Error):
+            pass
+        finally:
+            os.close(fd)
+            os.close(dir_fd)
+        return None, False
+
+    def _root_private(self, euid: int) -> bool:
+        try:
+            paths = (self.root, os.path.join(self.root, "checkpoints"))
+            return all(_private(os.stat(path), euid) for path in paths)
+        except OSError:
+            return False
+
+    @property
+    def sandbox(self) -> str | None:
+        header = self.header
+        return header.sandbox if header is not None and header.sandbox else None
+
+    @property
+    def log_dir(self) -> str | None:
+        header = self.header
+        return header.log_dir if header is not None and header.log_dir else None
+
+    def log_dir_inside_sandbox(self) -> bool:
+        sandbox, log_dir = self.sandbox, self.log_dir
+        return bool(sandbox and log_dir and is_within(log_dir, sandbox, strict=True))
