@@ -146,15 +146,15 @@ def test_a_task_without_running_processes_samples_as_zero(tmp_path):
 
 
 def test_history_is_bounded_and_looked_up_by_time():
-    history = ResourceHistory(3)
+    history = ResourceHistory(3, initialize=False)
     for t in (1.0, 2.0, 3.0, 4.0):
-        history.add(TaskSample(t))
-    assert [s.timestamp for s in history.samples()] == [2.0, 3.0, 4.0]
-    assert history.get(2.5).timestamp == 3.0
-    assert history.get(0).timestamp == 2.0
-    assert history.get(99).timestamp == 4.0
+        history.add(t, TaskSample(t))
+    assert [when for when, _ in history] == [2.0, 3.0, 4.0]
+    assert history.get(2.5)[0] == 3.0
+    assert history.get(0)[0] == 2.0
+    assert history.get(99) == (4.0, TaskSample(4.0))
     with pytest.raises(ValueError):
-        history.add(TaskSample(3.5))
+        history.add(3.5, TaskSample(3.5))
 
 
 def test_history_length_is_limited():
@@ -200,7 +200,8 @@ def test_aurora_style_task_resource_monitors_share_one_sampler(tmp_path, forking
 
     sampler = ResourceSampler(interval=0.05, history=5.0, disk_collection=False)
     monitors = [TaskResourceMonitor("t%d" % i, running_task(str(tmp_path), "t%d" % i, forking_process.pid,
-                                                            str(tmp_path)), sampler) for i in range(3)]
+                                                            str(tmp_path)), sampler=sampler)
+                for i in range(3)]
     try:
         for monitor in monitors:
             monitor.start()
