@@ -9,6 +9,9 @@ temporary sandbox; it is checkpointed under --root like any other task.
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from thermos.cli.common import CommandError, add_command_parser
 
@@ -38,23 +41,77 @@ def simple_task(name: str, cmdline: str) -> object:
                 resources=Resources(cpu=1.0, ram=256 * MB, disk=0))
 
 
-def command_line(words: list[str]) -> str:
+def command_line(words: Sequence[str]) -> str:
+    words = list(words)
     if "--" in words:
         words = words[words.index("--") + 1:]
     return " ".join(words)
 
 
-def run(args: argparse.Namespace) -> int:
+def _new_sandbox() -> str:
     import tempfile
 
+    return tempfile.mkdtemp(prefix="thermos-simplerun-")
+
+
+def _bindings(bindings: Any) -> list[Any]:
+    """`-E` bindings as a list for `Task.bind`: a list of them, or one mapping (or nothing)."""
+    if not bindings:
+        return []
+    return [bindings] if isinstance(bindings, Mapping) else list(bindings)
+
+
+def really_run(task: Any, root: str, sandbox: str, task_id: str | None = None, user: str | None = None,
+               prebound_ports: Mapping[str, int] | None = None, chroot: bool | None = None,
+               daemon: bool = False) -> int:
+    """Aurora's `really_run`: run `task` (a ThermosTaskWrapper or a Task) under the checkpoint
+    `root` in `sandbox`, in the foreground (or daemonized), and return the exit status.
+
+    Errors (unbound ports, an unknown user, an invalid task) raise `CommandError` with a
+    one-line message; Aurora's version exited the process instead.
+    """
     from thermos.cli.run_task import run_task
 
-    cmdline = command_line(list(args.cmdline))
+    task = getattr(task, "task", task)
+    return run_task(task, root, None, task_id, user, dict(prebound_ports or {}), chroot=bool(chroot),
+                    daemon=daemon, sandbox=sandbox)
+
+
+def simplerun(args: Sequence[str], options: Any) -> int:
+    """Aurora's function form: run `args` (after a `--`, if any) as a one-process task.
+
+    `options` carries Aurora's fields: root, user, name, task_id, prebound_ports, bindings,
+    daemon (any that is missing takes the command line's default). Prints
+    "Running command: '<cmd>'"; the task and its process are named `options.name`, with cpu 1.0,
+    ram 256 MiB, disk 0, in a fresh temporary sandbox, no chroot.
+    """
+    from thermos.config.loader import ThermosTaskWrapper
+
+    cmdline = command_line(args)
     if not cmdline.strip():
         raise CommandError("no command given: thermos simplerun [options] -- COMMAND...")
+    from thermos.common.constants import DEFAULT_CHECKPOINT_ROOT
+
+    def option(name: str, default: Any = None) -> Any:
+        return getattr(options, name, default)
+
     print("Running command: '%s'" % cmdline)
-    task = simple_task(args.name, cmdline)
-    if args.bindings:
-        task = task.bind(*args.bindings)
-    return run_task(task, args.root, None, args.task_id, args.user, args.prebound_ports,
-                    daemon=args.daemon, sandbox=tempfile.mkdtemp(prefix="thermos-simplerun-"))
+    name = option("name") or "simple"
+    bindings = _bindings(option("bindings"))
+    task = ThermosTaskWrapper(simple_task(name, cmdline), bindings=bindings, strict=False)
+    sandbox = _new_sandbox()
+    try:
+        return really_run(task, option("root") or DEFAULT_CHECKPOINT_ROOT, sandbox,
+                          task_id=option("task_id"), user=option("user"),
+                          prebound_ports=option("prebound_ports"), chroot=False,
+                          daemon=bool(option("daemon")))
+    except CommandError:
+        try:
+            os.rmdir(sandbox)  # the task never started: leave no empty temporary directory behind
+        except OSError:
+            pass
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    return simplerun(args.cmdline, args)
