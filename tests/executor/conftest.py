@@ -1,0 +1,1 @@
+from tests.harness.mesos import agent_factory, mesos_agent  # noqa: F401
