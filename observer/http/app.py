@@ -16,6 +16,7 @@ import time
 from typing import Any, cast
 
 from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.routing import PathConverter
 
 from ..task_observer import NotFound, TaskObserver
 from .safe_paths import PathRefused
@@ -24,6 +25,15 @@ log = logging.getLogger(__name__)
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DATA_PREFIXES = ("/j/", "/logdata/", "/filedata/")
+
+
+class AnyPathConverter(PathConverter):
+    """`<anypath:p>`: like `<path:p>` but also matches a leading '/' or nothing at all, so that
+    absolute and empty paths reach safe_paths and get its clear answer instead of a bare 404.
+    Use it for every route that takes a path inside a sandbox."""
+
+    regex = ".*"
+    part_isolating = False  # werkzeug would infer True from a regex without '/'
 
 
 def observer() -> TaskObserver:
@@ -66,6 +76,7 @@ def create_app(task_observer: TaskObserver, hostname: str | None = None,
                 static_folder=os.path.join(HERE, "static"), static_url_path="/assets")
     # '//etc/passwd' must reach the path check as an absolute path, not be redirected away.
     app.url_map.merge_slashes = False
+    app.url_map.converters["anypath"] = AnyPathConverter
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["HOSTNAME"] = hostname or socket.gethostname()
     app.config["ARGV"] = list(argv) if argv is not None else []

@@ -21,7 +21,7 @@ def resolve_sandbox(task_id: str, path: str | None) -> tuple[str, str]:
     return resolve(observer().sandbox(task_id), path, what="sandbox")
 
 
-@bp.route("/filedata/<task_id>/<path:path>")
+@bp.route("/filedata/<task_id>/<anypath:path>")
 def filedata(task_id: str, path: str) -> Response:
     """A chunk of a sandbox file, like /logdata; `{}` if the path is not a regular file."""
     offset = parse_int(request.args.get("offset"), "offset")
@@ -32,7 +32,7 @@ def filedata(task_id: str, path: str) -> Response:
     return jsonify(read_chunk(real, offset, length))
 
 
-@bp.route("/download/<task_id>/<path:path>")
+@bp.route("/download/<task_id>/<anypath:path>")
 def download(task_id: str, path: str) -> Response:
     """The file as an `application/octet-stream` attachment, streamed in bounded chunks."""
     _, real = resolve_sandbox(task_id, path)
@@ -45,7 +45,7 @@ def download(task_id: str, path: str) -> Response:
 
 
 @bp.route("/j/browse/<task_id>")
-@bp.route("/j/browse/<task_id>/<path:path>")
+@bp.route("/j/browse/<task_id>/<anypath:path>")
 def browse(task_id: str, path: str | None = None) -> Response:
     """`{task_id, path (relative, '.' for the top), entries: [{name, is_dir, is_link, size,
     mtime, mode}]}` of a sandbox directory."""
