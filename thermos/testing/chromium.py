@@ -36,7 +36,10 @@ class ChromiumError(AssertionError):
 
 
 class Chromium:
-    """One headless browser with one page. Use as a context manager so the browser always dies."""
+    """One headless browser with one page. Use as a context manager so the browser always dies.
+
+    `console_errors` collects console.error calls, uncaught exceptions, failed loads logged by
+    the browser and JavaScript dialogs (which are dismissed; `dialogs` lists them)."""
 
     def __init__(self, binary: str = CHROMIUM, timeout: float = 30.0, width: int = 1280,
                  height: int = 900) -> None:
@@ -46,6 +49,7 @@ class Chromium:
         self.height = height
         self.console_errors: list[str] = []
         self.console_messages: list[str] = []
+        self.dialogs: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._profile: str | None = None
         self._ws: websocket.WebSocket | None = None
@@ -185,6 +189,14 @@ class Chromium:
             if entry.get("level") == "error":
                 self.console_errors.append("%s: %s (%s)" % (entry.get("source"), entry.get("text"),
                                                              entry.get("url", "")))
+        elif method == "Page.javascriptDialogOpening":
+            # A dialog blocks the page; note it (an alert() in a test is an injection) and dismiss it.
+            self.dialogs.append("%s: %s" % (params.get("type"), params.get("message")))
+            self.console_errors.append("dialog %s: %s" % (params.get("type"), params.get("message")))
+            self._next_id += 1
+            assert self._ws is not None
+            self._ws.send(json.dumps({"id": self._next_id, "method": "Page.handleJavaScriptDialog",
+                                      "params": {"accept": False}}))
         self._events.append(event)
         del self._events[:-200]
 
