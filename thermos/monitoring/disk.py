@@ -360,6 +360,7 @@ class _Fetch:
         self.done = threading.Event()
         self.containers: Any = None
         self.error: AgentLookupError | None = None
+        self.waiters = 0  # collectors sharing this request besides the one that made it
 
 
 _inflight: dict[tuple[str, float], _Fetch] = {}
@@ -378,6 +379,8 @@ def fetch_containers(url: str, timeout: float) -> Any:
         leader = fetch is None
         if fetch is None:
             fetch = _inflight[key] = _Fetch()
+        else:
+            fetch.waiters += 1
     if leader:
         try:
             fetch.containers = _get_containers(url, timeout)
