@@ -81,6 +81,7 @@ def test_sampler_reports_the_whole_forked_tree(tmp_path, forking_process):
     assert result.process_sample.threads >= 4
     assert result.process_sample.status is not None
 
+    assert sampler.latest("t") == sampler.history("t")[-1]
     by_process = sampler.sample_by_process("t", "busy")
     assert by_process == sampler.history("t")[-1].processes["busy"]
     with pytest.raises(ValueError):

@@ -443,6 +443,12 @@ class ResourceSampler:
         """The task's samples, oldest first (the first is the zero entry from registration)."""
         return [TaskSample.from_entry(when, full) for when, full in self._task(task_id).history]
 
+    def latest(self, task_id: str) -> TaskSample:
+        """The task's newest sample (the zero entry from registration before the first sweep)."""
+        entry = self._task(task_id).history.latest()
+        assert entry is not None  # the history starts with an entry and never empties
+        return TaskSample.from_entry(*entry)
+
     def sample(self, task_id: str) -> tuple[float, AggregateResourceResult]:
         """The newest `(timestamp, AggregateResourceResult)`; zeros before the first sweep."""
         return self.sample_at(task_id, self._clock())
