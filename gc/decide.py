@@ -131,6 +131,8 @@ def decide(tasks: Iterable[LocalTask], retained: Mapping[str, int] | None, polic
             _decide_unfinished(task, retained, policy, now, plan)
         elif task.run_finished is False:
             plan.skipped.append((task, "its Mesos executor run has no executor.sentinel yet"))
+        elif task.runner_alive:
+            plan.skipped.append((task, "finished, but a runner still holds its checkpoint"))
         else:
             finished.append(task)
 

@@ -33,6 +33,15 @@ _FD_WINDOW = 64  # directory descriptors held open at once during a walk
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def format_bytes(count: float) -> str:
+    """1536 -> '1.5 KiB' (binary units, as `thermos gc --max_space` takes them)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024:
+            return ("%d %s" if unit == "B" else "%.1f %s") % (count, unit)
+        count /= 1024
+    return "%.1f TiB" % count
+
+
 class UnsafePath(Exception):
     """A path that cannot be reached without following a symlink, or lies outside its scope."""
 

@@ -7,6 +7,11 @@ only those tasks; otherwise every finished task is considered and the --max_* po
 By default a task's sandbox data is deleted and its logs and metadata (task record and
 checkpoints) are kept. Active tasks are never collected. --dryrun shows what would be deleted.
 
+With --watch (or --once for a single pass) it is an agent-local daemon: every --interval it
+collects whole finished tasks, oldest first, that the --max_* policy selects, beyond
+--max-terminal-tasks, or while a sandbox filesystem is above --disk-high / --inode-high percent
+(until it is back under --disk-low / --inode-low), logging one line per task with the bytes freed.
+
 Deletion never follows a symlink: a task directory or sandbox that is a symlink is skipped with
 one line, and a symlink inside a sandbox is unlinked, never traversed.
 """
@@ -15,10 +20,14 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
+import threading
+import time
 
 from thermos.cli.common import CommandError, add_command_parser, get_path_detector, tasks_from_re
 from thermos.common.constants import DEFAULT_SANDBOX_ROOT
+from thermos.gc.safe_delete import format_bytes
 from thermos.monitoring.garbage import GarbageCollectionPolicy, TaskGarbageCollector
 
 NAME = "gc"
@@ -72,8 +81,37 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--sandbox-root", dest="sandbox_roots", metavar="PATH", action="append",
                         help="a directory holding sandboxes, reached through symlinks in its own path "
                              "(repeatable; %s always is)" % DEFAULT_SANDBOX_ROOT)
+    watch = parser.add_argument_group(
+        "watch mode", "collect whole finished tasks (data, logs and metadata) by policy and disk pressure")
+    watch.add_argument("--watch", action="store_true",
+                       help="run as a daemon: a pass every --interval, no prompt")
+    watch.add_argument("--once", action="store_true", help="one --watch pass, then exit")
+    watch.add_argument("--interval", metavar="AGE", default="60s", help="time between passes (default 60s)")
+    for name, what in (("disk", "blocks"), ("inode", "inodes")):
+        watch.add_argument("--%s-high" % name, metavar="PCT", type=_percent,
+                           help="collect when a sandbox filesystem has over PCT %% of its %s used" % what)
+        watch.add_argument("--%s-low" % name, metavar="PCT", type=_percent,
+                           help="... until it is back under PCT %% (default: the high mark)")
+    watch.add_argument("--max-terminal-tasks", metavar="NUM", type=_count,
+                       help="collect the oldest finished tasks beyond NUM")
     parser.add_argument("regexes", nargs="*", metavar="task_regex")
     return parser
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError("expected a percentage between 0 and 100, got %r" % text)
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError("expected a number of tasks, got %r" % text)
+    return int(text)
 
 
 def _policy_options(args: argparse.Namespace) -> dict[str, object]:
@@ -113,6 +151,8 @@ def _select(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.watch or args.once:
+        return _watch(args)
     gc_tasks = _select(args)
     if not gc_tasks:
         print("No tasks to garbage collect.  Exiting")
@@ -160,14 +200,48 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _watch(args: argparse.Namespace) -> int:
+    """`--watch` / `--once`: see thermos.gc.watch."""
+    from thermos.gc.decide import GcPolicy
+    from thermos.gc.detect import HostScanner
+    from thermos.gc.watch import Watcher
+
+    if args.regexes:
+        raise CommandError("--watch collects by policy and takes no task regexes (got %s); run "
+                           "'thermos gc REGEX' for named tasks" % " ".join(args.regexes))
+    options = _policy_options(args)
+    try:
+        interval = parse_time(args.interval)
+    except ValueError:
+        raise CommandError("bad --interval %r: expected a duration like 60s or 5m" % args.interval) from None
+    for name in ("disk", "inode"):
+        high, low = getattr(args, name + "_high"), getattr(args, name + "_low")
+        if low is not None and (high is None or low > high):
+            raise CommandError("--%s-low %g needs a --%s-high at or above it" % (name, low, name))
+    policy = GcPolicy(max_age=options.get("max_age"), max_space=options.get("max_space"),  # type: ignore
+                      max_tasks=options.get("max_tasks"), max_terminal_tasks=args.max_terminal_tasks,  # type: ignore
+                      disk_high=args.disk_high, disk_low=args.disk_low, inode_high=args.inode_high,
+                      inode_low=args.inode_low)
+    detector = get_path_detector(args)
+    roots = sandbox_roots(args)
+    watcher = Watcher(HostScanner(detector, roots), policy, dry_run=args.dryrun, logger=_stamped,
+                      sandbox_roots=roots)
+    _stamped("watching %s every %s%s" % (", ".join(detector.get_paths()) or "(no roots yet)",
+                                         args.interval, " (dry run)" if args.dryrun else ""))
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        failed = watcher.run(interval, stop, passes=1 if args.once else None)
+    except KeyboardInterrupt:
+        failed = 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 1 if failed else 0
+
+
+def _stamped(line: str) -> None:
+    print("%s %s" % (time.strftime("%Y-%m-%d %H:%M:%S"), line), flush=True)
+
+
 def sandbox_roots(args: argparse.Namespace) -> tuple[str, ...]:
     return (DEFAULT_SANDBOX_ROOT, *(getattr(args, "sandbox_roots", None) or ()))
-
-
-def format_bytes(count: float) -> str:
-    """1536 -> '1.5 KiB' (binary units, as --max_space takes them)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(count) < 1024 or unit == "TiB":
-            return ("%d %s" if unit == "B" else "%.1f %s") % (count, unit)
-        count /= 1024
-    raise AssertionError("unreachable")

@@ -1,0 +1,215 @@
+"""Finding the tasks on this host as `LocalTask`s: the impure half of a GC pass.
+
+Liveness is decided by the runner, not by the checkpoint: a task is alive if some process holds
+the flock on its runner checkpoint (read from /proc/locks, so probing never takes the lock a
+starting runner needs) or if the pid of its last recorded runner is still that runner (start time
+and owner verified). Checkpoints are opened from their root without following symlinks, so a
+planted link cannot make another task's runner look like this one's.
+
+Cost: a finished task costs a `stat` unless the decision needs more (its last state when the
+scheduler thinks it is live, its size for a space budget, its device for disk pressure).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Container, Iterable
+from dataclasses import dataclass
+
+import psutil
+from thermos.gc.decide import FsUsage, LocalTask
+from thermos.gc.safe_delete import UnsafePath, is_within, open_below
+from thermos.gc.task_files import MesosRun, TaskFiles, mesos_run_of
+
+from thermos.common.recordio import RecordIO, ThriftRecordReader
+from thermos.core.helper import TaskRunnerHelper
+from thermos.gen.thermos.ttypes import RunnerCkpt, TaskStatus
+from thermos.monitoring.detector import PathDetector, TaskDetector
+from thermos.monitoring.disk import BLOCK_SIZE
+
+log = logging.getLogger(__name__)
+
+_LOCK_ID = re.compile(r"^([0-9a-f]+):([0-9a-f]+):(\d+)$")
+
+
+def locked_inodes(proc_locks: str = "/proc/locks") -> set[tuple[int, int]]:
+    """`(st_dev, st_ino)` of every file somebody holds an flock on (waiters excluded)."""
+    held: set[tuple[int, int]] = set()
+    try:
+        with open(proc_locks) as fp:
+            lines = fp.readlines()
+    except OSError:
+        return held
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] == "->" or fields[1] != "FLOCK":
+            continue
+        match = _LOCK_ID.match(fields[5])
+        if match:
+            major, minor, inode = int(match.group(1), 16), int(match.group(2), 16), int(match.group(3))
+            held.add((os.makedev(major, minor), inode))
+    return held
+
+
+@dataclass
+class _Checkpoint:
+    stat: os.stat_result | None
+    statuses: list[TaskStatus] | None  # None: unreadable
+
+
+def _read_runner(files: TaskFiles, want_statuses: bool) -> _Checkpoint:
+    """The runner checkpoint's stat and (if asked) its task statuses, opened without following symlinks."""
+    try:
+        anchor, parts = files.metadata_anchors.locate(files.checkpoint_dir)
+        dir_fd = open_below(anchor, parts)
+    except (OSError, UnsafePath):
+        return _Checkpoint(None, None)
+    try:
+        fd = os.open("runner", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError:
+        return _Checkpoint(None, None)
+    finally:
+        os.close(dir_fd)
+    with os.fdopen(fd, "rb") as fp:
+        st = os.fstat(fp.fileno())
+        if not want_statuses:
+            return _Checkpoint(st, [])
+        statuses: list[TaskStatus] = []
+        try:
+            for record in ThriftRecordReader(fp, RunnerCkpt):
+                if record.task_status is not None:
+                    statuses.append(record.task_status)
+        except (OSError, RecordIO.Error) as err:
+            log.info("Unreadable runner checkpoint of %s in %s: %s", files.task_id, files.root, err)
+            return _Checkpoint(st, None)
+        return _Checkpoint(st, statuses)
+
+
+def runner_verified(statuses: list[TaskStatus]) -> bool:
+    """Whether the runner that wrote the last status still runs (pid, start time and uid checked).
+
+    Its start is the first status it wrote (the ACTIVE it records on taking over the checkpoint),
+    not the last one, which may be hours later.
+    """
+    last = statuses[-1]
+    if not last.runner_pid:
+        return False
+    first = last
+    for status in reversed(statuses):
+        if status.runner_pid != last.runner_pid:
+            break
+        first = status
+    try:
+        process = psutil.Process(last.runner_pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+    except psutil.Error:
+        return False
+    return TaskRunnerHelper.this_is_really_our_pid(process, last.runner_uid, None,
+                                                   (first.timestamp_ms or 0) / 1000.0)
+
+
+def fs_usage(path: str) -> FsUsage | None:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    disk = 100.0 * (st.f_blocks - st.f_bfree) / st.f_blocks if st.f_blocks else 0.0
+    inodes = 100.0 * (st.f_files - st.f_ffree) / st.f_files if st.f_files else 0.0
+    return FsUsage(disk, inodes)
+
+
+class HostScanner:
+    """Builds the `LocalTask`s of every checkpoint root a path detector finds."""
+
+    def __init__(self, path_detector: PathDetector, sandbox_roots: Iterable[str] | None = None,
+                 proc_locks: str = "/proc/locks",
+                 alive: Callable[[list[TaskStatus]], bool] = runner_verified) -> None:
+        self._detector = path_detector
+        self._sandbox_roots = tuple(sandbox_roots) if sandbox_roots is not None else None
+        self._proc_locks = proc_locks
+        self._alive = alive
+        self.devices: dict[int, str] = {}  # st_dev -> a path on that filesystem (for statvfs)
+
+    def files(self, root: str, task_id: str) -> TaskFiles:
+        if self._sandbox_roots is None:
+            return TaskFiles(root, task_id)
+        return TaskFiles(root, task_id, self._sandbox_roots)
+
+    def scan(self, states_for: Container[str] = (), sizes: bool = False,
+             devices: bool = False) -> list[LocalTask]:
+        """Every task; finished ones in `states_for` also get their last state read."""
+        held = locked_inodes(self._proc_locks)
+        runs: dict[str, bool | None] = {}
+        tasks = []
+        for root in self._detector.get_paths():
+            run = mesos_run_of(root)
+            if run is not None and run.path not in runs:
+                runs[run.path] = run.finished()
+            run_finished = runs[run.path] if run is not None else None
+            by_state: dict[str, set[str]] = {"active": set(), "finished": set()}
+            for state, task_id in TaskDetector(root).get_task_ids():
+                if state in by_state:
+                    by_state[state].add(task_id)
+            for task_id in sorted(by_state["active"] | by_state["finished"]):
+                try:
+                    files = self.files(root, task_id)
+                except UnsafePath as err:
+                    log.warning("Skipping %s in %s: %s", task_id, root, err)
+                    continue
+                finished = task_id not in by_state["active"]
+                tasks.append(self._task(files, finished, task_id in states_for or not finished, held,
+                                        run_finished, run, sizes, devices))
+        return tasks
+
+    def _task(self, files: TaskFiles, finished: bool, want_statuses: bool, held: set[tuple[int, int]],
+              run_finished: bool | None, run: MesosRun | None, sizes: bool, devices: bool) -> LocalTask:
+        ckpt = _read_runner(files, want_statuses)
+        statuses = ckpt.statuses
+        alive = False
+        if ckpt.stat is not None:
+            alive = (ckpt.stat.st_dev, ckpt.stat.st_ino) in held
+            if not alive and statuses and not finished:
+                alive = self._alive(statuses)
+        task_state = statuses[-1].state if statuses else None
+        started = statuses[0].timestamp_ms / 1000.0 if statuses and statuses[0].timestamp_ms else None
+        device = size = None
+        if devices or sizes:
+            target = files.sandbox or (run.path if run is not None else files.root)
+            try:
+                device = os.stat(target).st_dev
+                self.devices.setdefault(device, target)
+            except OSError:
+                device = None
+            if sizes:
+                size = _size(files)
+        return LocalTask(files.root, files.task_id, finished=finished, runner_alive=alive,
+                         task_state=task_state, started=started,
+                         modified=ckpt.stat.st_mtime if ckpt.stat is not None else 0.0,
+                         run_finished=run_finished, device=device, size=size)
+
+    def usage(self) -> dict[int, FsUsage]:
+        """How full each filesystem holding a scanned sandbox is."""
+        result = {}
+        for device, path in self.devices.items():
+            usage = fs_usage(path)
+            if usage is not None:
+                result[device] = usage
+        return result
+
+
+def _size(files: TaskFiles) -> int:
+    """Allocated bytes under the sandbox (logs included) and the checkpoint directory, no symlink followed."""
+    total = 0
+    for top in {p for p in (files.sandbox, files.log_dir, files.checkpoint_dir) if p}:
+        if files.sandbox and is_within(top, files.sandbox, strict=True):
+            continue  # counted with the sandbox
+        for directory, dirs, names in os.walk(top):
+            for name in dirs + names:
+                try:
+                    total += os.lstat(os.path.join(directory, name)).st_blocks * BLOCK_SIZE
+                except OSError:
+                    pass
+    return total
