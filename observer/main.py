@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from types import FrameType
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from thermos.common.constants import DEFAULT_CHECKPOINT_ROOT, DEFAULT_MESOS_ROOT
 from thermos.monitoring.detector import (
@@ -23,6 +23,8 @@ from thermos.monitoring.detector import (
     MesosPathDetector,
     PathDetector,
 )
+from thermos.monitoring.disk import DiskCollectorSettings
+from thermos.monitoring.resource import DiskCollectorProvider
 
 from .http.safe_paths import is_within
 
@@ -108,22 +110,16 @@ def check_state_dir(args: argparse.Namespace) -> str | None:
     return None
 
 
-def mesos_disk_collection(args: argparse.Namespace) -> Any:
-    """Settings for disk usage from the agent's /containers API, or None when not enabled.
-
-    The one place the --enable_mesos_disk_collector flags are wired; see thermos.monitoring.disk.
-    """
+def disk_collector_provider(args: argparse.Namespace) -> DiskCollectorProvider | None:
+    """Disk usage from the agent's /containers API (--enable_mesos_disk_collector), or None for
+    the default incremental sandbox walks. Raises ValueError for a malformed JSON path."""
     if not args.enable_mesos_disk_collector:
         return None
-    from thermos.monitoring import disk
-
-    settings_class = getattr(disk, "DiskCollectorSettings", None)
-    if settings_class is None or getattr(disk, "MesosDiskCollector", None) is None:
-        raise SystemExit("thermos_observer: error: --enable_mesos_disk_collector is not supported by "
-                         "this build (thermos.monitoring.disk has no MesosDiskCollector); drop the flag")
-    return settings_class(http_api_url=args.agent_api_url, disk_collection_interval_secs=(
-        args.task_disk_collection_interval_secs), executor_id_json_path=args.executor_id_json_path,
-        disk_usage_json_path=args.disk_usage_json_path)
+    settings = DiskCollectorSettings(
+        http_api_url=args.agent_api_url, executor_id_json_path=args.executor_id_json_path,
+        disk_usage_json_path=args.disk_usage_json_path,
+        disk_collection_interval=args.task_disk_collection_interval_secs)
+    return DiskCollectorProvider(enable_mesos_disk_collector=True, settings=settings)
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -148,14 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     from .http.app import create_app
     from .task_observer import TaskObserver
 
-    mesos_disk = mesos_disk_collection(args)
+    try:
+        provider = disk_collector_provider(args)
+    except ValueError as err:
+        print("thermos_observer: error: %s" % err, file=sys.stderr)
+        return 2
     observer = TaskObserver(
         path_detector(args), state_dir=args.state_dir or None,
         polling_interval=args.polling_interval_secs,
         resource_collection=not args.disable_task_resource_collection,
         process_interval=args.task_process_collection_interval_secs,
-        disk_interval=args.task_disk_collection_interval_secs, disk_collection=mesos_disk is None,
-        mesos_disk_settings=mesos_disk)
+        disk_interval=args.task_disk_collection_interval_secs, disk_collector_provider=provider)
     app = create_app(observer, argv=sys.argv if argv is None else ["thermos_observer", *argv])
     try:
         server = create_server(app, host=args.ip, port=args.port, threads=args.threads,

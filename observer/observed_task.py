@@ -22,6 +22,7 @@ from thermos.gen.thermos.ttypes import ProcessState, RunnerCkpt, RunnerState, Ta
 
 log = logging.getLogger(__name__)
 
+HEAD_SIZE = 64
 _DISPATCHER = CheckpointDispatcher()  # stateless without handlers: safe to share
 _CODECS = threading.local()
 
@@ -152,7 +153,7 @@ class ObservedTask:
     attribute reads of immutable values) and call `state()`, which decodes a private copy.
     """
 
-    __slots__ = ("task_id", "root", "where", "mtime", "name", "checkpoint", "offset", "ino",
+    __slots__ = ("task_id", "root", "where", "mtime", "name", "checkpoint", "offset", "ino", "head",
                  "blob", "summary", "error", "finished_at", "history")
 
     def __init__(self, task_id: str, root: str, where: str, mtime: float) -> None:
@@ -164,6 +165,7 @@ class ObservedTask:
         self.checkpoint = os.path.join(root, "checkpoints", task_id, "runner")
         self.offset = 0  # bytes of whole records applied
         self.ino: int | None = None  # inode of the checkpoint those bytes came from
+        self.head = b""  # its first bytes: a file replaced under a reused inode starts differently
         self.blob = b""  # the encoded RunnerState after `offset` bytes
         self.summary: TaskSummary = EMPTY_SUMMARY
         self.error: str | None = None  # why reading stopped (corrupt record), or None
@@ -213,18 +215,23 @@ class ObservedTask:
         except OSError:
             return False
         if self.ino is not None and (st.st_ino != self.ino or st.st_size < self.offset):
-            log.info("Checkpoint %s was replaced; reading it again from the start", self.checkpoint)
-            self.offset, self.blob, self.error, self.summary = 0, b"", None, EMPTY_SUMMARY
+            self._restart()
         self.ino = st.st_ino
-        if self.error is not None or st.st_size <= self.offset:
+        if st.st_size <= self.offset or (self.error is not None and st.st_size == self.offset):
             return False
         try:
             with open(self.checkpoint, "rb") as fp:
+                if self.head and fp.read(len(self.head)) != self.head:
+                    self._restart()
+                elif self.error is not None:
+                    return False
                 fp.seek(self.offset)
                 data = fp.read()
         except OSError as err:
             log.warning("Could not read checkpoint %s: %s", self.checkpoint, err)
             return False
+        if self.offset == 0:
+            self.head = data[:HEAD_SIZE]
         state = self.state()
         consumed = self._apply(state, data)
         if consumed == 0 and self.error is None:
@@ -233,6 +240,10 @@ class ObservedTask:
         self.blob = codec(RunnerState).encode(state)
         self.summary = summarize(state)
         return True
+
+    def _restart(self) -> None:
+        log.info("Checkpoint %s was replaced; reading it again from the start", self.checkpoint)
+        self.offset, self.head, self.blob, self.error, self.summary = 0, b"", b"", None, EMPTY_SUMMARY
 
     def _apply(self, state: RunnerState, data: bytes) -> int:
         """Dispatch the whole records of `data` into `state`; the number of bytes consumed."""

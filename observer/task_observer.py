@@ -27,7 +27,7 @@ from typing import Any
 
 from thermos.gen.thermos.ttypes import ProcessState, ProcessStatus, RunnerState, TaskState
 from thermos.monitoring.detector import PathDetector, TaskDetector
-from thermos.monitoring.resource import ProcessSample, ResourceSampler, TaskSample
+from thermos.monitoring.resource import DiskCollectorProvider, ProcessSample, ResourceSampler, TaskSample
 
 from . import summary_cache, time_travel
 from .observed_task import ObservedTask, ProcessRun, TaskSummary, process_state_name, summarize
@@ -81,18 +81,19 @@ class TaskObserver:
 
     `state_dir` holds the summary cache (None: no cache). `resource_collection=False` is Aurora's
     `--disable_task_resource_collection`: no sampler thread, and samples read as zeros.
-    `disk_collection=False` leaves sandbox walks out of the sampler. `clock` is for tests.
+    `disk_collection=False` leaves disk usage out of the sampler; `disk_collector_provider`
+    replaces sandbox walks (e.g. with the Mesos agent's figures). `clock` is for tests.
     """
 
     def __init__(self, path_detector: PathDetector, state_dir: str | None = None,
                  polling_interval: float = 5.0, resource_collection: bool = True,
                  process_interval: float = ResourceSampler.DEFAULT_INTERVAL,
                  disk_interval: float = 60.0, disk_collection: bool = True,
-                 mesos_disk_settings: Any = None, clock: Callable[[], float] = time.time) -> None:
+                 disk_collector_provider: DiskCollectorProvider | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         if polling_interval <= 0:
             raise ValueError("polling interval must be positive, got %r" % polling_interval)
         self._detector = path_detector
-        self._mesos_disk_settings = mesos_disk_settings
         self._state_dir = state_dir
         self._interval = polling_interval
         self._clock = clock
@@ -113,7 +114,7 @@ class TaskObserver:
         if resource_collection:
             self._sampler = ResourceSampler(interval=process_interval, history=min(
                 HISTORY_SECONDS, process_interval * 10000), disk_interval=disk_interval,
-                disk_collection=disk_collection)
+                disk_collection=disk_collection, disk_collector_provider=disk_collector_provider)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -233,12 +234,12 @@ class TaskObserver:
         if cached is not None and cached.where == where:
             task.mtime, task.name = cached.mtime, cached.name
             task.offset, task.ino = cached.offset, cached.ino
-            task.blob, task.error = cached.blob, cached.error
+            task.head, task.blob, task.error = cached.head, cached.blob, cached.error
             try:
                 task.summary = summarize(task.state()) if task.blob else task.summary
             except ValueError:
                 log.warning("Cached state of %s is unreadable; reading its checkpoint again", task_id)
-                task.offset, task.ino, task.blob, task.error = 0, None, b"", None
+                task.offset, task.ino, task.head, task.blob, task.error = 0, None, b"", b"", None
         else:
             task.mtime = self._mtime(task.record_path)
             task.load_name()
@@ -287,7 +288,8 @@ class TaskObserver:
             return
         with self._lock:
             entries = {(t.root, t.task_id): summary_cache.CachedTask(
-                t.where, t.mtime, t.name, t.offset, t.ino, t.blob, t.error) for t in self._tasks.values()}
+                t.where, t.mtime, t.name, t.offset, t.ino, t.head, t.blob, t.error)
+                for t in self._tasks.values()}
             self._dirty = False
             self._cache_written = self._clock()
         summary_cache.save(self._state_dir, entries)
@@ -374,10 +376,11 @@ class TaskObserver:
         if self._sampler is None:
             return None
         try:
-            history = self._sampler.history(task_id)
+            # The newest entry only: `history()` would convert the whole hour on every scrape.
+            entry = self._sampler._task(task_id).history.latest()
         except KeyError:
             return None
-        return history[-1] if history else None
+        return TaskSample.from_entry(*entry) if entry is not None else None
 
     def _history_rows(self, task_id: str) -> list[tuple[float, float, int, int]]:
         assert self._sampler is not None
