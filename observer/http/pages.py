@@ -271,7 +271,7 @@ def _crumbs(task_id: str, relpath: str) -> list[tuple[str, str]]:
 
 
 @bp.get("/browse/<task_id>")
-@bp.get("/browse/<task_id>/<path:path>")
+@bp.get("/browse/<task_id>/<anypath:path>")
 def browse(task_id: str, path: str = "") -> tuple[str, int]:
     """An `ls -l` of a sandbox directory; subdirectories browse, files open or download."""
     base, target = resolve(observer().sandbox(task_id), path, what="sandbox")
@@ -294,7 +294,7 @@ def browse(task_id: str, path: str = "") -> tuple[str, int]:
                  crumbs=_crumbs(task_id, relpath), truncated=len(entries) >= MAX_LISTING)
 
 
-@bp.get("/file/<task_id>/<path:path>")
+@bp.get("/file/<task_id>/<anypath:path>")
 def file(task_id: str, path: str) -> tuple[str, int]:
     """A viewer for one sandbox file that follows it while it grows."""
     base, target = resolve(observer().sandbox(task_id), path, what="sandbox")

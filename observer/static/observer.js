@@ -49,6 +49,8 @@
     return Math.floor(h / 24) + "d " + (h % 24) + "h";
   }
 
+  function fmtPrecise(ms) { return ms ? fmtTime(ms) + "." + String(new Date(ms).getMilliseconds() + 1000).slice(1) : "–"; }
+
   function fmtAge(ms) { return fmtDuration(Math.max(0, (Date.now() - ms) / 1000)) + " ago"; }
 
   // ---------------------------------------------------------------- DOM helpers
@@ -195,9 +197,9 @@
     }
     var W = 640, H = 190, L = 58, R = 14, T = 28, B = 24;
     var root = svg("svg", {viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": opts.title}, node);
-    // From the first sample (at least two minutes back) to now, at most `window` seconds.
+    // From the first sample (at least a minute back) to now, at most `window` seconds.
     var tEnd = Math.max(points[points.length - 1][0], opts.now || 0);
-    var tStart = Math.max(tEnd - opts.window, Math.min(points[0][0], tEnd - 120));
+    var tStart = Math.max(tEnd - opts.window, Math.min(points[0][0], tEnd - 60));
     var vMax = 0;
     points.forEach(function (p) { vMax = Math.max(vMax, p[1]); });
     vMax = niceCeil(vMax > 0 ? vMax * 1.1 : opts.minMax);
@@ -290,7 +292,7 @@
         var to = j + 1 < statuses.length ? statuses[j + 1].timestamp * 1000 : (data.live ? end : from);
         var seg = svg("rect", {x: x(from), y: T + 3, width: Math.max(4, x(to) - x(from)), height: taskH - 6,
           "class": "task-state fill-" + status.state, "data-state": status.state}, root);
-        var tip = "task · " + status.state + "\nentered   " + fmtTime(from) +
+        var tip = "task · " + status.state + "\nentered   " + fmtPrecise(from) +
           (j + 1 < statuses.length ? "\nfor       " + fmtDuration((to - from) / 1000) : "");
         seg.addEventListener("mousemove", function (evt) { showTip(evt, tip); });
         seg.addEventListener("mouseleave", hideTip);
@@ -300,8 +302,9 @@
 
     lanes.forEach(function (lane, row) {
       var y = top + row * laneH;
-      var label = svgText(L - 10, y + laneH / 2 + 4, lane.name, {"text-anchor": "end", "class": "lane-label"}, root);
-      if (lane.name.length > 22) { label.textContent = lane.name.slice(0, 21) + "…"; }
+      var shortName = lane.name.length > 22 ? lane.name.slice(0, 21) + "…" : lane.name;
+      var label = svgText(L - 10, y + laneH / 2 + 4, shortName,
+        {"text-anchor": "end", "class": "lane-label", "data-name": lane.name}, root);
       svg("title", {}, label).textContent = lane.name;
       (lane.runs || []).forEach(function (run) {
         var from = run.waiting_ms || run.fork_ms || run.start_ms || start;
@@ -316,10 +319,10 @@
             "class": "wait fill-WAITING", "pointer-events": "none"}, root);
         }
         var tip = lane.name + " · run " + run.run + " · " + run.state +
-          (run.waiting_ms ? "\nwaiting   " + fmtTime(run.waiting_ms) : "") +
-          (run.fork_ms ? "\nforked    " + fmtTime(run.fork_ms) : "") +
-          (run.start_ms ? "\nstarted   " + fmtTime(run.start_ms) : "") +
-          (run.stop_ms ? "\nstopped   " + fmtTime(run.stop_ms) : "") +
+          (run.waiting_ms ? "\nwaiting   " + fmtPrecise(run.waiting_ms) : "") +
+          (run.fork_ms ? "\nforked    " + fmtPrecise(run.fork_ms) : "") +
+          (run.start_ms ? "\nstarted   " + fmtPrecise(run.start_ms) : "") +
+          (run.stop_ms ? "\nstopped   " + fmtPrecise(run.stop_ms) : "") +
           (run.start_ms ? "\nran for   " + fmtDuration(((run.stop_ms || Date.now()) - run.start_ms) / 1000) : "") +
           (run.return_code !== null && run.return_code !== undefined ? "\nexit code " + run.return_code : "");
         bar.addEventListener("mousemove", function (evt) { showTip(evt, tip); });
