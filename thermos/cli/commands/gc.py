@@ -226,8 +226,9 @@ def _watch(args: argparse.Namespace) -> int:
     roots = sandbox_roots(args)
     watcher = Watcher(HostScanner(detector, roots), policy, dry_run=args.dryrun, logger=_stamped,
                       sandbox_roots=roots)
-    _stamped("watching %s every %s%s" % (", ".join(detector.get_paths()) or "(no roots yet)",
-                                         args.interval, " (dry run)" if args.dryrun else ""))
+    where = list(args.roots) + (["Mesos work_dir %s" % args.mesos_root] if args.mesos_root else [])
+    _stamped("watching %s every %s%s" % (", ".join(where), args.interval,
+                                         " (dry run)" if args.dryrun else ""))
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
