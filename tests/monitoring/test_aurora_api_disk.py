@@ -208,3 +208,22 @@ def test_a_repeated_failure_is_logged_once(agent, caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "answered HTTP 401" in warnings[0]
+
+
+def test_du_disk_collector_counts_a_hard_linked_file_once(tmp_path):
+    original = make_file(AMOUNT_2, str(tmp_path))
+    os.link(original, tmp_path / "second_link")
+    collector = DuDiskCollector(str(tmp_path))
+    collect(collector)
+    assert AMOUNT_2 <= collector.value < 2 * AMOUNT_2
+
+
+def test_a_proxy_in_the_environment_is_not_used_for_the_agent(agent, monkeypatch):
+    monkeypatch.setenv("http_proxy", closed_port_url())
+    monkeypatch.setenv("HTTP_PROXY", closed_port_url())
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    agent.answer([container("thermos-some-task-id", 100)])
+    collector = MesosDiskCollector(SANDBOX, settings_for(agent.url()))
+    collect(collector)
+    assert collector.value == 100

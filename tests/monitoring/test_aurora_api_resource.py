@@ -76,6 +76,7 @@ def test_too_long_history():
     with pytest.raises(ValueError, match="the limit is 10000"):
         HistoryProvider().provides(24 * 3600, 1)
     assert HistoryProvider().provides(3600, 20).maxlen == 180
+    assert HistoryProvider().provides(10, 20).maxlen == 1  # shorter than one interval: one entry
 
 
 def test_disk_collector_provider_default_and_mesos_classes():
@@ -236,4 +237,32 @@ def test_monitors_given_a_sampler_share_its_thread_and_its_disk_policy(tmp_path,
         assert sampler.task_ids() == ["s1", "s2"] and not monitors[0].is_alive()
     finally:
         sampler.stop()
+        agent.close()
+
+
+def test_the_readme_monitoring_example_runs(tmp_path, trees):
+    """The README's example, pointed at a real task and the /containers stand-in."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")) as fp:
+        readme = fp.read()
+    blocks = [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
+    [example] = [block for block in blocks if "TaskResourceMonitor(" in block]
+    agent = ContainersAgent()
+    try:
+        agent.answer([container("thermos-t1", 4321)])
+        root = str(tmp_path / "root")
+        running_task(root, "t1", trees, str(tmp_path / "executors" / "thermos-t1" / "runs" / "latest"))
+        code = example.replace("/var/run/thermos", root).replace("monitor.kill()", "")
+        code = code.replace("http://localhost:5051/containers", agent.url())
+        namespace = {}
+        exec(compile(code, "README.md", "exec"), namespace)
+        monitor = namespace["monitor"]
+        try:
+            assert monitor.name == "TaskResourceMonitor[t1]" and monitor.daemon
+            timestamp, usage = namespace["timestamp"], namespace["usage"]
+            assert isinstance(timestamp, float) and usage.num_procs >= 0
+            wait_until(lambda: monitor.sample()[1].disk_usage == 4321 and monitor.sample()[1].num_procs == 6)
+        finally:
+            monitor.kill()
+            monitor.join(5)
+    finally:
         agent.close()
