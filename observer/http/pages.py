@@ -16,7 +16,18 @@ import time
 from typing import Any, NoReturn
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, abort, current_app, make_response, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from thermos.gen.thermos.ttypes import ProcessState, RunnerState
 
@@ -99,6 +110,8 @@ def fmt_cpu(value: float | None) -> str:
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None or seconds < 0:
         return "–"
+    if seconds < 1:
+        return "%d ms" % round(seconds * 1000)
     if seconds < 60:
         return "%.1f s" % seconds
     minutes, secs = divmod(int(seconds), 60)
@@ -106,6 +119,12 @@ def fmt_duration(seconds: float | None) -> str:
         return "%dm %02ds" % (minutes, secs)
     hours, minutes = divmod(minutes, 60)
     return "%dh %02dm" % (hours, minutes) if hours < 48 else "%dd %dh" % divmod(hours, 24)
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for it on pages without an icon link (Aurora redirected it too)."""
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
 
 
 # ---- task list -----------------------------------------------------------------------------
@@ -196,6 +215,10 @@ def task(task_id: str) -> tuple[str, int]:
     obs = observer()
     at = _at_ms()
     data = obs.task(task_id, at)
+    if not data and at is not None and obs.task(task_id):
+        launched = obs.timeline(task_id).get("start")
+        return _error(404, "Task %s did not exist yet at %s: it was launched at %s." % (
+            task_id, fmt_utc(at), fmt_utc(launched * 1000 if launched else None)))
     if not data:
         return _error(404, "Failed to find task %s.  Try again shortly." % task_id)
     active = data.get("type") == "active"

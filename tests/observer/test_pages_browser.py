@@ -190,3 +190,19 @@ def test_task_list_updates_itself(ready, browser, live):
                      timeout=30)
     assert browser.wait_for("document.querySelector('[data-count=active]').textContent === '3'")
     assert browser.console_errors == []
+
+
+def test_every_page_loads_without_javascript_errors(ready, browser, tmp_path):
+    launched = int(ready.json("/j/timeline/hello_ok")["start"] * 1000)
+    pages = ["/", "/main/finished/0/2", "/task/hello_killed", "/task/hello_ok?at=%d" % launched,
+             "/process/flaky/flaky",
+             "/logs/hello_fail/main/0/stderr", "/browse/hello_ok/.logs", "/file/hello_ok/out.txt",
+             "/rawtask/hello_ok"]
+    for path in pages:
+        browser.navigate(ready.url + path)
+        browser.wait_for("document.readyState === 'complete'")
+        assert browser.console_errors == [], path
+    browser.navigate(ready.url + "/process/flaky/flaky")
+    print("screenshot of a process page:", browser.screenshot(str(tmp_path / "process.png")))
+    assert browser.evaluate("[...document.querySelectorAll('tr[data-run]')].map(r => r.dataset.run)") == \
+        ["2", "1", "0"]

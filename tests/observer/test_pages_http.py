@@ -49,6 +49,7 @@ def test_index_lists_active_and_finished_tasks(ready):
     for task_id in ("hello_active", "ticker", "hello_ok", "hello_fail", "hello_killed", "flaky"):
         assert 'data-task-id="%s"' % task_id in body
     assert re.search(r'data-count="active">2<', body) and re.search(r'data-count="finished">5<', body)
+    assert 'data-url="/main/active/0/20"' in body and 'data-url="/main/finished/0/20"' in body
 
 
 def test_main_fragment_pages_by_offset_and_num(ready):
@@ -114,6 +115,11 @@ def test_time_travel_rebuilds_a_past_state(ready):
     assert snapshot_state(past) == "ACTIVE"
     assert "Time travel: the task as it was at" in past
     assert 'data-process="hello" data-state="SUCCESS"' not in past
+
+
+def test_time_travel_before_the_launch_says_so(ready):
+    body = html.unescape(page(ready, "/task/hello_ok?at=1000", 404))
+    assert "Task hello_ok did not exist yet at 1970-01-01 00:00:01 UTC: it was launched at 20" in body
 
 
 def test_bad_time_travel_moment_is_a_400_page(ready):
