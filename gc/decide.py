@@ -149,6 +149,25 @@ def decide(tasks: Iterable[LocalTask], retained: Mapping[str, int] | None, polic
     return plan
 
 
+def decide_orphans(tasks: Iterable[LocalTask], retained: Mapping[str, int] | None, policy: GcPolicy,
+                   now: float) -> Plan:
+    """Only the dead runners (Aurora's `clean_orphans`, run between GC tasks): lose them and say so.
+
+    With no scheduler view at hand each one gets its TASK_LOST (the scheduler may still think it
+    runs); with the last retained map, only those the scheduler thought live do.
+    """
+    plan = Plan()
+    for task in sorted(tasks, key=lambda t: (t.modified, t.root, t.task_id)):
+        if task.finished or task.runner_alive or _age(task, now) <= policy.orphan_age:
+            continue
+        plan.lose.append(task)
+        wanted = retained.get(task.task_id) if retained is not None else ScheduleStatus.RUNNING
+        if wanted is not None and wanted not in TERMINAL_SCHEDULE:
+            plan.updates.append(Update(task.task_id, "TASK_LOST", ScheduleStatus.LOST,
+                                       "GC executor detected failed task runner."))
+    return plan
+
+
 def _decide_unfinished(task: LocalTask, retained: Mapping[str, int] | None, policy: GcPolicy, now: float,
                        plan: Plan) -> None:
     wanted = retained.get(task.task_id) if retained is not None else None
