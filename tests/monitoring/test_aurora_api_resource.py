@@ -266,3 +266,21 @@ def test_the_readme_monitoring_example_runs(tmp_path, trees):
             monitor.join(5)
     finally:
         agent.close()
+
+
+def test_an_unreadable_process_table_records_empty_samples_and_keeps_running(tmp_path, trees, monkeypatch):
+    def failing_snapshot(cls):
+        raise OSError("process table unreadable")
+
+    monkeypatch.setattr(ProcessTable, "snapshot", classmethod(failing_snapshot))
+    monitor = TaskResourceMonitor("t3", running_task(str(tmp_path), "t3", trees, str(tmp_path)),
+                                  process_collection_interval=0.05, disk_collection_interval=60.0)
+    started = time.time()
+    monitor.start()
+    try:
+        wait_until(lambda: monitor.sample()[0] > started)
+        assert monitor.sample()[1][:2] == (0, ProcessSample.empty())
+        assert monitor.is_alive()
+    finally:
+        monitor.kill()
+        monitor.join(5)

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import psutil
+
 from thermos.monitoring.disk import DEFAULT_INTERVAL as DISK_INTERVAL
 from thermos.monitoring.disk import (
     AbstractDiskCollector,
@@ -546,7 +548,7 @@ class TaskResourceMonitor(ResourceMonitorBase, threading.Thread):
                 now, mono = self._clock(), time.monotonic()
                 if mono >= next_process:
                     next_process = mono + self._process_collection_interval
-                    self._resources.collect_processes(ProcessTable.snapshot(), now)
+                    self._resources.collect_processes(self._snapshot(), now)
                 if mono >= next_disk:
                     next_disk = mono + self._disk_collection_interval
                     self._collect_disk()
@@ -556,6 +558,14 @@ class TaskResourceMonitor(ResourceMonitorBase, threading.Thread):
             delay = min(next_process, next_disk) - time.monotonic()
             if self._wake.wait(max(0.0, delay)):
                 self._wake.clear()
+
+    def _snapshot(self) -> ProcessTable:
+        """The process table; an empty one if it cannot be read (samples are then empty, as in Aurora)."""
+        try:
+            return ProcessTable.snapshot()
+        except (psutil.Error, OSError) as err:
+            log.debug("Cannot read the process table for %s: %s", self._task_id, err)
+            return ProcessTable([])
 
     def _collect_disk(self) -> None:
         disk = self._resources.ensure_disk(self._disk_collector_provider.provides)
