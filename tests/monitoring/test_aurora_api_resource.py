@@ -274,7 +274,8 @@ def test_an_unreadable_process_table_records_empty_samples_and_keeps_running(tmp
 
     monkeypatch.setattr(ProcessTable, "snapshot", classmethod(failing_snapshot))
     monitor = TaskResourceMonitor("t3", running_task(str(tmp_path), "t3", trees, str(tmp_path)),
-                                  process_collection_interval=0.05, disk_collection_interval=60.0)
+                                  process_collection_interval=0.05, disk_collection_interval=60.0,
+                                  history_time=5.0)
     started = time.time()
     monitor.start()
     try:
