@@ -13,8 +13,10 @@ import io
 import json
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from thermos.common.ckpt import CheckpointDispatcher
 from thermos.common.recordio import HEADER, HEADER_SIZE, RecordIO, ThriftCodec, iter_records
@@ -126,6 +128,27 @@ class TaskSummary:
 EMPTY_SUMMARY = TaskSummary()
 
 
+def summary_to_json(summary: TaskSummary) -> list[Any]:
+    """A TaskSummary as plain JSON data (for the summary cache)."""
+    return [summary.available, summary.user, summary.hostname, summary.sandbox, summary.log_dir,
+            summary.launch_time_ms, summary.ports, [list(s) for s in summary.statuses],
+            [[r.name, r.run, r.state, r.pid, r.start_time, r.stop_time, r.return_code]
+             for r in summary.processes]]
+
+
+def summary_from_json(data: list[Any]) -> TaskSummary:
+    """The inverse of summary_to_json; ValueError/TypeError for data of another shape."""
+    available, user, hostname, sandbox, log_dir, launch, ports, statuses, processes = data
+    if not isinstance(ports, dict):
+        raise ValueError("ports must be an object")
+    return TaskSummary(
+        available=bool(available), user=user, hostname=hostname, sandbox=sandbox, log_dir=log_dir,
+        launch_time_ms=launch, ports=ports,
+        statuses=tuple((sys.intern(str(name)), int(ms)) for name, ms in statuses),
+        processes=tuple(ProcessRun(str(name), int(run), state, pid, start, stop, rc)
+                        for name, run, state, pid, start, stop, rc in processes))
+
+
 def summarize(state: RunnerState) -> TaskSummary:
     header = state.header
     if header is None:
@@ -166,7 +189,7 @@ class ObservedTask:
         self.offset = 0  # bytes of whole records applied
         self.ino: int | None = None  # inode of the checkpoint those bytes came from
         self.head = b""  # its first bytes: a file replaced under a reused inode starts differently
-        self.blob = b""  # the encoded RunnerState after `offset` bytes
+        self.blob = b""  # the encoded RunnerState after `offset` bytes (active tasks only)
         self.summary: TaskSummary = EMPTY_SUMMARY
         self.error: str | None = None  # why reading stopped (corrupt record), or None
         self.finished_at: float | None = None
@@ -200,13 +223,31 @@ class ObservedTask:
         return None
 
     def state(self) -> RunnerState:
-        """A private copy of the replayed RunnerState (empty before anything was read)."""
-        if not self.blob:
-            return RunnerState(processes={})
-        state = codec(RunnerState).decode(self.blob)
-        if state.processes is None:
-            state.processes = {}
+        """A private copy of the replayed RunnerState (empty before anything was read).
+
+        Finished tasks do not keep their state in memory (thousands of them would cost megabytes
+        and they are rarely looked at): theirs is replayed from the bytes already read, on demand.
+        """
+        if self.blob:
+            state = codec(RunnerState).decode(self.blob)
+            if state.processes is None:
+                state.processes = {}
+            return state
+        state = RunnerState(processes={})
+        if self.offset:
+            try:
+                with open(self.checkpoint, "rb") as fp:
+                    data = fp.read(self.offset)
+            except OSError as err:
+                log.warning("Could not read checkpoint %s: %s", self.checkpoint, err)
+                return state
+            self._apply(state, data, record_errors=False)
         return state
+
+    def compact(self) -> None:
+        """Drop the in-memory state of a finished task (`state()` replays it when asked)."""
+        if self.where == "finished":
+            self.blob = b""
 
     def update(self) -> bool:
         """Apply records appended since the last read; True if anything changed."""
@@ -237,7 +278,7 @@ class ObservedTask:
         if consumed == 0 and self.error is None:
             return False
         self.offset += consumed
-        self.blob = codec(RunnerState).encode(state)
+        self.blob = codec(RunnerState).encode(state) if self.where == "active" else b""
         self.summary = summarize(state)
         return True
 
@@ -245,7 +286,7 @@ class ObservedTask:
         log.info("Checkpoint %s was replaced; reading it again from the start", self.checkpoint)
         self.offset, self.head, self.blob, self.error, self.summary = 0, b"", b"", None, EMPTY_SUMMARY
 
-    def _apply(self, state: RunnerState, data: bytes) -> int:
+    def _apply(self, state: RunnerState, data: bytes, record_errors: bool = True) -> int:
         """Dispatch the whole records of `data` into `state`; the number of bytes consumed."""
         offset = 0
         try:
@@ -254,11 +295,13 @@ class ObservedTask:
                 try:
                     _DISPATCHER.dispatch(state, record)
                 except CheckpointDispatcher.Error as err:
-                    self._fail("%s (record at byte %d)" % (err, self.offset + offset))
+                    if record_errors:
+                        self._fail("%s (record at byte %d)" % (err, self.offset + offset))
                     break
                 offset = end
         except RecordIO.Error as err:
-            self._fail("%s (at byte %d)" % (str(err).rsplit(" in ", 1)[0], self.offset + offset))
+            if record_errors:
+                self._fail("%s (at byte %d)" % (str(err).rsplit(" in ", 1)[0], self.offset + offset))
         return offset
 
     def _fail(self, reason: str) -> None:

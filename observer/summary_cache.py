@@ -16,10 +16,12 @@ import os
 import tempfile
 from dataclasses import dataclass
 
+from .observed_task import TaskSummary, summary_from_json, summary_to_json
+
 log = logging.getLogger(__name__)
 
 FORMAT = "thermos-observer-summary-cache"
-VERSION = 1
+VERSION = 2
 FILENAME = "observer-summary-cache.json"
 
 
@@ -31,8 +33,9 @@ class CachedTask:
     offset: int
     ino: int | None
     head: bytes
-    blob: bytes
+    blob: bytes  # the encoded RunnerState, for active tasks (whose checkpoints still grow)
     error: str | None
+    summary: TaskSummary
 
 
 def cache_path(state_dir: str) -> str:
@@ -56,13 +59,14 @@ def load(state_dir: str) -> dict[tuple[str, str], CachedTask]:
         return {}
     found: dict[tuple[str, str], CachedTask] = {}
     try:
-        for root, task_id, where, mtime, name, offset, ino, head, blob, error in data["tasks"]:
+        for root, task_id, where, mtime, name, offset, ino, head, blob, error, summary in data["tasks"]:
             if not (isinstance(root, str) and isinstance(task_id, str) and where in ("active", "finished")
                     and isinstance(offset, int) and offset >= 0):
                 raise ValueError("bad entry for task %r" % (task_id,))
             found[(root, task_id)] = CachedTask(where, float(mtime), name, offset, ino,
                                                 base64.b64decode(head, validate=True),
-                                                base64.b64decode(blob, validate=True), error)
+                                                base64.b64decode(blob, validate=True), error,
+                                                summary_from_json(summary))
     except (KeyError, TypeError, ValueError) as err:
         log.warning("Ignoring the observer cache %s (%s); it will be rebuilt", path, err)
         return {}
@@ -72,7 +76,8 @@ def load(state_dir: str) -> dict[tuple[str, str], CachedTask]:
 def save(state_dir: str, tasks: dict[tuple[str, str], CachedTask]) -> None:
     """Replace the cache file atomically; a failure is logged (the cache is an optimisation)."""
     rows = [[root, task_id, t.where, t.mtime, t.name, t.offset, t.ino,
-             base64.b64encode(t.head).decode("ascii"), base64.b64encode(t.blob).decode("ascii"), t.error]
+             base64.b64encode(t.head).decode("ascii"), base64.b64encode(t.blob).decode("ascii"), t.error,
+             summary_to_json(t.summary)]
             for (root, task_id), t in tasks.items()]
     payload = json.dumps({"format": FORMAT, "version": VERSION, "tasks": rows},
                          separators=(",", ":")).encode()

@@ -235,11 +235,9 @@ class TaskObserver:
             task.mtime, task.name = cached.mtime, cached.name
             task.offset, task.ino = cached.offset, cached.ino
             task.head, task.blob, task.error = cached.head, cached.blob, cached.error
-            try:
-                task.summary = summarize(task.state()) if task.blob else task.summary
-            except ValueError:
-                log.warning("Cached state of %s is unreadable; reading its checkpoint again", task_id)
-                task.offset, task.ino, task.head, task.blob, task.error = 0, None, b"", b"", None
+            task.summary = cached.summary
+            if where == "active" and task.offset and not task.blob:
+                task.offset, task.ino, task.head, task.error = 0, None, b"", None  # read it again
         else:
             task.mtime = self._mtime(task.record_path)
             task.load_name()
@@ -256,6 +254,7 @@ class TaskObserver:
         """Active -> finished: stop sampling, keep the last hour of history for the charts."""
         task.where = "finished"
         task.finished_at = self._clock()
+        task.compact()
         if self._sampler is not None and task.task_id in self._sampler.task_ids():
             task.history = self._history_rows(task.task_id)
             self._sampler.remove_task(task.task_id)
@@ -288,7 +287,7 @@ class TaskObserver:
             return
         with self._lock:
             entries = {(t.root, t.task_id): summary_cache.CachedTask(
-                t.where, t.mtime, t.name, t.offset, t.ino, t.head, t.blob, t.error)
+                t.where, t.mtime, t.name, t.offset, t.ino, t.head, t.blob, t.error, t.summary)
                 for t in self._tasks.values()}
             self._dirty = False
             self._cache_written = self._clock()

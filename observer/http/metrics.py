@@ -1,9 +1,10 @@
 """Health, Aurora's `/vars` family, and `/metrics` in the Prometheus exposition format.
 
 `/metrics` is built at scrape time from the observer's summaries and its sampler's newest sweep
-(a custom collector on a private registry, so several apps in one process do not collide). Task
-and process states are one series each, valued 1, labelled with the current state; resource
-series exist for active tasks and running processes only.
+(a custom collector on a private registry, so several apps in one process do not collide). Every
+task has one `thermos_task_state` series (valued 1, labelled with its current state) and the
+per-state totals are in `thermos_tasks`; process states, restarts and resource series exist for
+active tasks only, so that thousands of finished tasks do not bloat every scrape.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class ObserverCollector:
         task_state = GaugeMetricFamily("thermos_task_state", "1 for the task's current state",
                                        labels=["task_id", "state"])
         launched = GaugeMetricFamily("thermos_task_launch_timestamp_seconds",
-                                     "When the task's runner first recorded it", labels=["task_id"])
+                                     "When an active task's runner first recorded it", labels=["task_id"])
         cpu = GaugeMetricFamily("thermos_task_cpu_cores", "CPU of the task's processes (1.0 = one core)",
                                 labels=["task_id"])
         rss = GaugeMetricFamily("thermos_task_rss_bytes", "Resident memory of the task's processes",
@@ -55,18 +56,21 @@ class ObserverCollector:
                                      "Resident memory of a running process's tree",
                                      labels=["task_id", "process"])
         counts = {"active": 0, "finished": 0}
+        by_state: dict[str, int] = {}
         for task_id, where, _name, summary in obs.snapshot():
             counts[where] += 1
             if not summary.available:
                 continue
-            task_state.add_metric([task_id, summary.state or "UNKNOWN"], 1)
+            state = summary.state or "UNKNOWN"
+            by_state[state] = by_state.get(state, 0) + 1
+            task_state.add_metric([task_id, state], 1)
+            if where != "active":
+                continue
             if summary.statuses:
                 launched.add_metric([task_id], summary.statuses[0][1] / 1000.0)
             for run in summary.processes:
                 proc_state.add_metric([task_id, run.name, process_state_name(run.state)], 1)
                 restarts.add_metric([task_id, run.name], run.run)
-            if where != "active":
-                continue
             latest = obs.latest_sample(task_id)
             if latest is None:
                 continue
@@ -78,6 +82,10 @@ class ObserverCollector:
                 proc_cpu.add_metric([task_id, process], sample.rate)
                 proc_rss.add_metric([task_id, process], sample.rss)
         yield from (task_state, launched, cpu, rss, disk, proc_state, restarts, proc_cpu, proc_rss)
+        states = GaugeMetricFamily("thermos_tasks", "Observed tasks by current state", labels=["state"])
+        for state, count in sorted(by_state.items()):
+            states.add_metric([state], count)
+        yield states
 
         tasks = GaugeMetricFamily("thermos_observer_tasks", "Tasks observed", labels=["type"])
         for where, count in counts.items():
