@@ -366,7 +366,8 @@ class AuroraExecutor(Executor):
                 log.error("Status checkers did not stop within %.0fs", budget)
             except Exception:
                 log.exception("Stopping the status checkers failed")
-        if runner_status is None:
+        # Also when the runner ended without recording the task's end (it died): its processes may live.
+        if runner_status is None or not runner.task_terminal():
             left = max(1.0, budget - (time.monotonic() - started))
             try:
                 deadline(lambda: self._stop_task(runner, left), left, "stop-task")

@@ -307,8 +307,11 @@ class ThermosTaskRunner(StatusChecker):
             self._proc.wait(timeout=5)
         from thermos.core.helper import TaskRunnerHelper  # the last resort only (ARCHITECTURE.md)
 
+        with self._lock:
+            lost = self._status is not None and self._status.status == TASK_LOST
         try:
-            TaskRunnerHelper.kill(self.task_id, self.options.checkpoint_root, force=True)
+            TaskRunnerHelper.kill(self.task_id, self.options.checkpoint_root, force=True,
+                                  terminal_status=TaskState.LOST if lost else TaskState.KILLED)
         except Exception as e:  # noqa: BLE001 - reported as a stop failure below
             log.error("Last-resort kill failed: %s", e)
         finished = self.pathspec.given(state="finished").getpath("task_path")
@@ -317,10 +320,13 @@ class ThermosTaskRunner(StatusChecker):
         if not os.path.exists(finished):
             raise TaskError("Task did not stop within deadline.")
         with self._lock:
-            self._status = None
             state = self._task_state()
-            if state in _TERMINAL:
+            if self._status is None and state in _TERMINAL:
                 self._status = self._checkpoint_result(state)
+
+    def task_terminal(self) -> bool:
+        """Whether the checkpoint records the task as ended (whatever became of the runner)."""
+        return self._task_state() in _TERMINAL
 
 
 def describe_failures(state: RunnerState | None) -> str:

@@ -1,0 +1,291 @@
+"""thermos_executor end to end: the real console script launched by the stand-in Mesos agent, running
+real tasks under thermos_runner. Each test asserts the exact sequence of updates the agent received."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from tests.executor.parts.payloads import mesos_job, task_info_data, thermos_task
+from tests.harness.executor import (
+    alive,
+    free_port,
+    launch,
+    process_pid,
+    runner_state,
+    task_server_cmd,
+)
+from tests.harness.mesos import dump_executors
+from thermos.gen.thermos.ttypes import TaskState
+from thermos.testing.wait import wait_until
+
+T = 90.0  # bound for every wait (a loaded 2-core machine)
+
+
+def data_for(*processes, task_id="t1", ports=None, **job):
+    return task_info_data(mesos_job(thermos_task(*processes), **job), task_id=task_id, ports=ports)
+
+
+def messages(agent, task_id="t1"):
+    return [u.message for u in agent.task_updates(task_id)]
+
+
+def finish(agent, run, task_id="t1"):
+    """Wait for the terminal update and the executor's exit; check nothing traced back."""
+    update = agent.wait_terminal(task_id, T)
+    assert agent.wait_exit(run.executor_id, T) == 0, dump_executors(agent)
+    assert not any("Traceback" in (m or "") for m in messages(agent, task_id))
+    assert agent.violations == []
+    return update
+
+
+def wait_running(agent, run, task_id="t1"):
+    agent.wait_for(lambda: "TASK_RUNNING" in agent.states(task_id) or agent.task_state(task_id).endswith(
+        ("FAILED", "LOST", "FINISHED", "KILLED")), T, "TASK_RUNNING\n" + dump_executors(agent))
+    assert agent.states(task_id) == ["TASK_STARTING", "TASK_RUNNING"], dump_executors(agent)
+
+
+def test_happy_path(mesos_agent):
+    agent = mesos_agent
+    run = launch(agent, data_for(("hello", "echo hello world")))
+    update = finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+    assert messages(agent) == [None, "No health-check defined, task is assumed healthy.", "Task finished."]
+    assert update.source == "SOURCE_EXECUTOR"
+    state = runner_state(run, "t1")
+    assert state.statuses[-1].state == TaskState.SUCCESS
+    assert state.header.sandbox == os.path.join(run.directory, "sandbox")
+    with open(os.path.join(run.directory, "sandbox", ".logs", "hello", "0", "stdout")) as fp:
+        assert fp.read() == "hello world\n"
+    assert os.path.exists(os.path.join(run.sandbox, "thermos_executor.log"))
+
+
+def test_failed_process_is_named_with_its_return_code(mesos_agent):
+    agent = mesos_agent
+    run = launch(agent, data_for(("setup", "true"), ("server", "exit 3")))
+    update = finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"]
+    assert update.message == "Task failed: process 'server' failed with return code 3 (run 1)."
+
+
+def test_kill(mesos_agent):
+    agent = mesos_agent
+    run = launch(agent, data_for(("sleeper", "sleep 600")))
+    wait_running(agent, run)
+    pid = wait_until(lambda: process_pid(run, "t1", "sleeper"), timeout=T)
+    agent.kill("t1")
+    agent.kill("t1")  # schedulers retry kills
+    update = finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    assert update.message == "Instructed to kill task."
+    assert not alive(pid)
+    assert runner_state(run, "t1").statuses[-1].state == TaskState.KILLED
+
+
+def test_shutdown(mesos_agent):
+    agent = mesos_agent
+    run = launch(agent, data_for(("sleeper", "sleep 600")))
+    wait_running(agent, run)
+    pid = wait_until(lambda: process_pid(run, "t1", "sleeper"), timeout=T)
+    agent.shutdown(run.executor_id)
+    update = finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    assert update.message == "Told to shut down executor." and update.source == "SOURCE_EXECUTOR"
+    assert not alive(pid)
+
+
+def test_bad_task_bytes(mesos_agent):
+    agent = mesos_agent
+    run = launch(agent, b"garbage")
+    finish(agent, run)
+    assert agent.states("t1") == ["TASK_FAILED"]
+    assert messages(agent) == ["Could not deserialize task."]
+
+
+def test_bad_config(mesos_agent):
+    agent = mesos_agent
+    data = task_info_data('{"task": {"name": "x", "processes": 7}, "role": "r", "environment": "e"}')
+    run = launch(agent, data)
+    update = finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_FAILED"]
+    assert update.message.startswith("Could not deserialize Thermos task from AssignedTask: ")
+    assert "\n" not in update.message
+
+
+def test_second_launch_is_lost_for_the_new_task(mesos_agent):
+    agent = mesos_agent
+    run = launch(agent, data_for(("sleeper", "sleep 600")))
+    wait_running(agent, run)
+    agent.launch_task(run.executor_id, agent.task_info("t2", data_for(("x", "true"), task_id="t2"),
+                                                       executor_id=run.executor_id))
+    agent.wait_terminal("t2", T)
+    assert agent.states("t2") == ["TASK_LOST"]
+    assert messages(agent, "t2") == ["Task already running on this executor: t1"]
+    agent.kill("t1")
+    finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+
+
+def health_job(tmp_path, *server_args, **check):
+    port = free_port()
+    events = str(tmp_path / "events")
+    config = {"initial_interval_secs": 1.0, "interval_secs": 0.2, "max_consecutive_failures": 0,
+              "min_consecutive_successes": 1, "timeout_secs": 1.0}
+    config.update(check)
+    server = ("server", task_server_cmd("{{thermos.ports[health]}}", events, *server_args))
+    return data_for(server, ports={"health": port}, health_check_config=config), events
+
+
+def test_health_check_pass(mesos_agent, tmp_path):
+    agent = mesos_agent
+    data, _ = health_job(tmp_path, "--exit-on", "quitquitquit")
+    run = launch(agent, data)
+    wait_running(agent, run)
+    assert messages(agent)[-1] == "Task is healthy."
+    agent.kill("t1")
+    finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+
+
+def test_health_check_fail(mesos_agent, tmp_path):
+    agent = mesos_agent
+    data, _ = health_job(tmp_path, "--health", "not ok", initial_interval_secs=0.4)
+    run = launch(agent, data)
+    update = finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_FAILED"]
+    assert update.message.startswith("Failed health check! "), update.message
+
+
+def test_health_check_snooze(mesos_agent, tmp_path):
+    agent = mesos_agent
+    port = free_port()
+    events = str(tmp_path / "events")
+    snooze = ("snooze", "touch .healthchecksnooze")
+    server = ("server", task_server_cmd("{{thermos.ports[health]}}", events, "--health", "not ok"))
+    job = mesos_job(thermos_task(snooze, server), health_check_config={
+        "initial_interval_secs": 1.0, "interval_secs": 0.2, "max_consecutive_failures": 0})
+    job["task"]["constraints"] = [{"order": ["snooze", "server"]}]
+    run = launch(agent, task_info_data(job, task_id="t1", ports={"health": port}))
+    wait_running(agent, run)
+    assert messages(agent)[-1] == "Task is healthy."
+    agent.kill("t1")
+    finish(agent, run)
+
+
+def test_graceful_endpoints_reached_before_any_signal(mesos_agent, tmp_path):
+    agent = mesos_agent
+    port = free_port()
+    events = str(tmp_path / "events")
+    server = ("server", task_server_cmd("{{thermos.ports[health]}}", events, "--ignore-term"))
+    job = mesos_job(thermos_task(server), lifecycle={"http": {
+        "graceful_shutdown_wait_secs": 1, "shutdown_wait_secs": 1}})
+    job["task"]["finalization_wait"] = 2
+    run = launch(agent, task_info_data(job, task_id="t1", ports={"health": port}))
+    wait_running(agent, run)
+    agent.kill("t1")
+    finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    with open(events) as fp:
+        seen = [line.split()[1] for line in fp]
+    assert seen[:4] == ["listening", "quitquitquit", "abortabortabort", "SIGTERM"], seen
+
+
+def test_task_exiting_on_quitquitquit_is_killed_promptly(mesos_agent, tmp_path):
+    agent = mesos_agent
+    data, events = health_job(tmp_path, "--exit-on", "quitquitquit")
+    run = launch(agent, data)
+    wait_running(agent, run)
+    agent.kill("t1")
+    update = finish(agent, run)
+    assert update.state == "TASK_KILLED" and update.message == "Instructed to kill task."
+    with open(events) as fp:
+        assert [line.split()[1] for line in fp] == ["listening", "quitquitquit"]
+
+
+def test_agent_restart_while_the_task_runs(agent_factory):
+    agent = agent_factory(reregistration_timeout=2.0)
+    run = launch(agent, data_for(("sleeper", "sleep 600")))
+    wait_running(agent, run)
+    pid = wait_until(lambda: process_pid(run, "t1", "sleeper"), timeout=T)
+    agent.restart(down_for=3.0)
+    agent.wait_for(lambda: len(run.subscribes) == 2 and agent.state == "RUNNING", T,
+                   "re-subscription and the end of recovery\n" + dump_executors(agent))
+    assert not run.destroyed and alive(pid)
+    agent.kill("t1")
+    finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+
+
+def test_task_ending_while_the_agent_is_down_is_reported_after_resubscribe(mesos_agent):
+    agent = mesos_agent
+    run = launch(agent, data_for(("short", "sleep 2")))
+    wait_running(agent, run)
+    agent.crash()
+    wait_until(lambda: "Status update TASK_FINISHED for t1" in run.log_text(), timeout=T)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING"]
+    agent.recover()
+    update = finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+    assert update.message == "Task finished."
+
+
+def test_recovery_timeout_ends_executor_and_task(agent_factory):
+    agent = agent_factory(recovery_timeout="3secs")
+    run = launch(agent, data_for(("sleeper", "sleep 600")))
+    wait_running(agent, run)
+    pid = wait_until(lambda: process_pid(run, "t1", "sleeper"), timeout=T)
+    agent.crash()
+    assert agent.wait_exit(run.executor_id, T) == 0, dump_executors(agent)
+    assert "recovery timeout" in run.log_text()
+    assert not alive(pid)
+    assert runner_state(run, "t1").statuses[-1].state == TaskState.KILLED
+
+
+def test_runner_sigkilled_mid_task_is_restarted(mesos_agent):
+    agent = mesos_agent
+    run = launch(agent, data_for(("sleeper", "sleep 600")))
+    wait_running(agent, run)
+    pid = wait_until(lambda: process_pid(run, "t1", "sleeper"), timeout=T)
+    first_runner = runner_state(run, "t1").statuses[-1].runner_pid
+    os.kill(first_runner, signal.SIGKILL)
+    wait_until(lambda: "restarting it" in run.log_text(), timeout=T)
+    # The new runner takes the task over: it appends its own ACTIVE record with its pid.
+    wait_until(lambda: runner_state(run, "t1").statuses[-1].runner_pid not in (first_runner, None),
+               timeout=T)
+    assert alive(pid)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING"]
+    agent.kill("t1")
+    finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    assert not alive(pid)
+
+
+def test_runner_dying_three_times_in_a_minute_gives_up_with_lost(mesos_agent):
+    agent = mesos_agent
+    run = launch(agent, data_for(("sleeper", "sleep 600")))
+    wait_running(agent, run)
+    pid = wait_until(lambda: process_pid(run, "t1", "sleeper"), timeout=T)
+    killed: set[int] = set()
+    for _ in range(3):
+        runner = wait_until(lambda: (runner_state(run, "t1").statuses[-1].runner_pid
+                                     if runner_state(run, "t1").statuses[-1].runner_pid not in killed
+                                     else None), timeout=T)
+        killed.add(runner)
+        os.kill(runner, signal.SIGKILL)
+    update = finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_LOST"]
+    assert update.message.startswith("thermos_runner died 3 times within 60 seconds"), update.message
+    assert not alive(pid)
+
+
+@pytest.mark.parametrize("flag", ["--bogus", "--stop_timeout_in_secs=soon"])
+def test_bad_flags_are_one_line(mesos_agent, flag):
+    agent = mesos_agent
+    run = launch(agent, data_for(("x", "true")), flags=flag)
+    assert agent.wait_exit(run.executor_id, T) == 2
+    err = run.log_text().strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("thermos_executor: error: "), err
+    agent.wait_terminal("t1", T)
+    assert agent.task_updates("t1")[-1].source == "SOURCE_AGENT"  # the agent fails the task
