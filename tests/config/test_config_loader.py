@@ -342,8 +342,8 @@ def test_load_json_validates(tmp_path):
     with pytest.raises(InvalidTaskError) as info:
         ThermosConfigLoader.load_json(path)
     assert str(info.value) == (
-        "%s: task 't': process 'a/b': invalid process name (must be non-empty, not start with '.' "
-        "and not contain '/')" % path)
+        "%s: task 't': process 'a/b': invalid process name: must not contain '/' or control "
+        "characters such as newlines" % path)
 
 
 def test_load_json_forwards_bindings(tmp_path):

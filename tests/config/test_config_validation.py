@@ -30,11 +30,26 @@ def test_a_good_task_passes():
         constraints=order(a, b) + order('x', 'y')))  # an order naming no process is ignored
 
 
-@pytest.mark.parametrize('name', ['a/b', '.hidden', '', '/abs'])
-def test_invalid_process_name(name):
-    assert error_for(Task(name='hello', processes=[proc(name)])) == (
-        "examples/bad.thermos: task 'hello': process '%s': invalid process name (must be "
-        "non-empty, not start with '.' and not contain '/')" % name)
+@pytest.mark.parametrize('name, shown, problem', [
+    ('a/b', 'a/b', "must not contain '/' or control characters such as newlines"),
+    ('.hidden', '.hidden', "must not start with '.'"),
+    ('', '', 'must not be empty'),
+    ('/abs', '/abs', "must not contain '/' or control characters such as newlines"),
+    ('evil\nssh-rsa AAAA', 'evil\\nssh-rsa AAAA',
+     "must not contain '/' or control characters such as newlines"),
+    ('tab\there', 'tab\\there', "must not contain '/' or control characters such as newlines"),
+    ('x' * 256, 'x' * 256, 'must be at most 255 bytes'),
+])
+def test_invalid_process_name(name, shown, problem):
+    message = error_for(Task(name='hello', processes=[proc(name)]))
+    assert message == "examples/bad.thermos: task 'hello': process '%s': invalid process name: %s" % (
+        shown, problem)
+    assert '\n' not in message  # one line, even for a name holding a newline
+
+
+@pytest.mark.parametrize('name', ['web', 'web_server-2', 'a.b', 'Nginx:80', 'x' * 255, 'étape'])
+def test_ordinary_process_names_stay_valid(name):
+    ThermosTaskValidator.assert_valid_task(Task(name='hello', processes=[proc(name)]))
 
 
 def test_duplicate_process_name():

@@ -19,7 +19,7 @@ import pytest
 import thermos.core.process as process_module
 from thermos.common.path import TaskPath
 from thermos.common.recordio import ThriftRecordReader, ThriftRecordWriter
-from thermos.core.process import LoggerDestination, LoggerMode, Process
+from thermos.core.process import STANDARD_PATH, LoggerDestination, LoggerMode, Process
 from thermos.gen.thermos.ttypes import ProcessState, ProcessStatus, RunnerCkpt
 
 TERMINAL = {ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED, ProcessState.LOST}
@@ -330,14 +330,15 @@ def test_environment_is_minimal(taskpath, sandbox, monkeypatch):
     me = pwd.getpwuid(os.getuid()).pw_name
     assert env["HOME"] == sandbox and env["PWD"] == sandbox
     assert env["USER"] == env["LOGNAME"] == me
-    assert env["PATH"] == os.environ["PATH"]
+    # root's own PATH never reaches a task; a non-root runner passes its PATH on
+    assert env["PATH"] == (STANDARD_PATH if os.geteuid() == 0 else os.environ["PATH"])
     assert "THERMOS_TEST_SECRET" not in env and "BASH_ENV" not in env
     assert set(env) <= {"HOME", "USER", "LOGNAME", "PATH", "PWD", "SHLVL", "_"}
 
 
 @pytest.mark.parametrize("var, preserve, expected", [
     ("PATH", True, "SOME_PATH"), ("TEST", True, "A_TEST_VAR"),
-    ("PATH", False, "SOME_PATH"), ("TEST", False, ""),
+    ("PATH", False, STANDARD_PATH if os.geteuid() == 0 else "SOME_PATH"), ("TEST", False, ""),
 ])
 def test_preserve_env(taskpath, sandbox, monkeypatch, var, preserve, expected):
     monkeypatch.setattr(os, "environ", os.environ.copy())
@@ -605,11 +606,13 @@ def test_control_falls_back_to_the_checkpoint(taskpath, sandbox):
     write_forked(p.ckpt_file(), seq=0, process="process", fork_time=0.0, coordinator_pid=1)
     head = os.path.getsize(p.ckpt_file())
     r = closed_pipe()
+    fd = os.open(p.ckpt_file(), os.O_RDONLY)  # the coordinator reads its own handle, not the path
     with pytest.raises(Process.CheckpointError):  # nothing after head
-        p._wait_for_control(head, r)
+        p._wait_for_control(head, r, fd)
     write_forked(p.ckpt_file(), seq=7, process="process", fork_time=1000.5, coordinator_pid=4242)
-    assert p._wait_for_control(head, r) == 8
+    assert p._wait_for_control(head, r, fd) == 8
     os.close(r)
+    os.close(fd)
 
 
 @pytest.mark.parametrize("field, value", [

@@ -1,8 +1,8 @@
 """Running a task in the foreground (or daemonized) for `thermos run` and `thermos simplerun`.
 
 The task runs in this process under a TaskRunner, exactly as thermos_runner would run it, with
-its checkpoint under --root. Ctrl-C (or SIGTERM) kills the task gracefully: CLEANING, then the
-finalizers, within the preemption wait. At the end a short report says how the task and each of
+its checkpoint under --root. Ctrl-C, SIGTERM, or SIGHUP when the terminal closes kill the task
+gracefully: CLEANING, then the finalizers, within the preemption wait. At the end a short report says how the task and each of
 its processes ended and where their logs are.
 """
 
@@ -76,10 +76,16 @@ def run_task(task: Any, root: str, sandbox_root: str | None, task_id: str | None
     def on_signal(signum: int, frame: object) -> None:
         if signum == signal.SIGINT:
             print("Got keyboard interrupt, killing job!", file=sys.stderr)
+        elif signum == signal.SIGHUP and not daemon:
+            print("Terminal closed (SIGHUP), killing job!", file=sys.stderr)
         runner.request_kill(TaskState.KILLED, PREEMPTION_WAIT)
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
         signal.signal(sig, on_signal)
+    # A closed terminal kills a foreground task gracefully (as Ctrl-C does); a daemon has no
+    # terminal and ignores it. A stray SIGALRM must never end the runner without cleanup.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN if daemon else on_signal)
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
     try:
         runner.run()
     except TaskRunner.Error as err:

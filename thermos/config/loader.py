@@ -302,11 +302,36 @@ class PortExtractor:
         return ports
 
 
+_UNSAFE_CHARS_RE = re.compile(r'[\x00-\x1f\x7f/]')
+MAX_NAME_BYTES = 255
+
+
+def invalid_name(name: str) -> str | None:
+    """Why `name` cannot be a process name or task id (None if it can).
+
+    Both become path components and appear in logs, so they are kept to one printable line: no
+    '/', no control characters (a newline in a name could forge lines in files root appends to),
+    no leading '.', at most 255 bytes. Aurora accepted anything without '/' and a leading '.';
+    the names its users write (letters, digits, '_', '-', '.') are all still valid.
+    """
+    if not name:
+        return "must not be empty"
+    if name.startswith('.'):
+        return "must not start with '.'"
+    if _UNSAFE_CHARS_RE.search(name):
+        return "must not contain '/' or control characters such as newlines"
+    if len(name.encode('utf-8', 'surrogateescape')) > MAX_NAME_BYTES:
+        return "must be at most %d bytes" % MAX_NAME_BYTES
+    return None
+
+
+def printable(name: str) -> str:
+    """A name as one quoted line, control characters escaped."""
+    return repr(name)
+
+
 class ThermosProcessWrapper:
     """Process-level checks: its name and the ports it uses."""
-
-    # At least one character, no leading '.', no '/' anywhere: the name becomes a path component.
-    VALID_PROCESS_NAME_RE = re.compile(r'^[^./][^/]*$')
 
     class InvalidProcess(ConfigError):
         pass
@@ -322,10 +347,10 @@ class ThermosProcessWrapper:
 
     @classmethod
     def assert_valid_process_name(cls, name: str) -> None:
-        if not cls.VALID_PROCESS_NAME_RE.match(name):
-            raise cls.InvalidProcess(
-                "invalid process name (must be non-empty, not start with '.' and not contain '/')",
-                process=name)
+        problem = invalid_name(name)
+        if problem is not None:
+            raise cls.InvalidProcess("invalid process name: %s" % problem,
+                                     process=name.encode('unicode_escape').decode('ascii'))
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,7 +492,7 @@ class ThermosTaskValidator:
             try:
                 ThermosProcessWrapper.assert_valid_process_name(name)
             except ThermosProcessWrapper.InvalidProcess as e:
-                raise InvalidTaskError(e.problem, process=name, **context) from None
+                raise InvalidTaskError(e.problem, process=e.process, **context) from None
             if name in seen:
                 raise InvalidTaskError(
                     'duplicate process name (process names must be unique within a task)',

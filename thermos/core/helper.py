@@ -7,6 +7,7 @@ coordinator's group (it called setsid), the user process and everything below it
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import getpass
@@ -20,6 +21,7 @@ from typing import IO, Any
 
 import psutil
 
+from thermos.common import safe_fs
 from thermos.common.ckpt import CheckpointDispatcher
 from thermos.common.path import TaskPath
 from thermos.common.recordio import ThriftRecordWriter
@@ -33,6 +35,17 @@ from thermos.gen.thermos.ttypes import (
 )
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR_MODE = 0o700  # checkpoints and task records: task configs carry secrets
+CHECKPOINT_FILE_MODE = 0o600
+
+
+def _exists_at(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
 
 TERMINAL_PROCESS = frozenset((ProcessState.SUCCESS, ProcessState.KILLED, ProcessState.FAILED,
                               ProcessState.LOST))
@@ -233,8 +246,23 @@ class TaskRunnerHelper:
     # ---- the checkpoint lock -------------------------------------------------------------
 
     @staticmethod
-    def lock_file(filename: str, blocking: bool = False) -> IO[bytes] | None:
-        fp = open(filename, "a+b")
+    def lock_file(filename: str, blocking: bool = False, dir_fd: int | None = None) -> IO[bytes] | None:
+        """Open and flock a checkpoint; None if another process holds the lock.
+
+        The file is reached from its directory without following symlinks (`safe_fs`), created
+        0600, and refused if it is not a single-link file of ours: a planted link cannot make
+        root append to another file. `dir_fd` is the checkpoint directory, when already open.
+        """
+        own_dir = dir_fd is None
+        if own_dir:
+            dir_fd = safe_fs.open_dir(os.path.dirname(filename), create_mode=CHECKPOINT_DIR_MODE)
+        try:
+            fd, _ = safe_fs.open_file_at(dir_fd, os.path.basename(filename),
+                                         os.O_RDWR | os.O_APPEND | os.O_CREAT, CHECKPOINT_FILE_MODE)
+        finally:
+            if own_dir:
+                os.close(dir_fd)
+        fp = os.fdopen(fd, "a+b")
         try:
             fcntl.flock(fp.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except OSError as err:
@@ -246,15 +274,14 @@ class TaskRunnerHelper:
 
     @classmethod
     def open_checkpoint(cls, filename: str, force: bool = False, state: RunnerState | None = None,
-                        lock_wait: float = 30.0) -> ThriftRecordWriter[RunnerCkpt]:
+                        lock_wait: float = 30.0, dir_fd: int | None = None) -> ThriftRecordWriter[RunnerCkpt]:
         """Take the task's checkpoint lock (killing the holder with force) and return a writer."""
-        os.makedirs(os.path.dirname(filename), exist_ok=True)
-        fp = cls.lock_file(filename)
+        fp = cls.lock_file(filename, dir_fd=dir_fd)
         if fp is None and force:
             log.info("Found existing runner, forcing leadership forfeit.")
             state = state or CheckpointDispatcher.from_file(filename)
             if cls.kill_runner(state):
-                fp = cls._wait_for_lock(filename, lock_wait)
+                fp = cls._wait_for_lock(filename, lock_wait, dir_fd)
         if fp is None:
             raise cls.PermissionError("Could not take the checkpoint lock on %s: another runner holds it"
                                       % filename)
@@ -263,12 +290,12 @@ class TaskRunnerHelper:
         return writer
 
     @classmethod
-    def _wait_for_lock(cls, filename: str, timeout: float) -> IO[bytes] | None:
+    def _wait_for_lock(cls, filename: str, timeout: float, dir_fd: int | None = None) -> IO[bytes] | None:
         """Poll for the lock a SIGKILLed holder releases as it dies; bounded, unlike Aurora's."""
         deadline = time.monotonic() + timeout
         delay = 0.001
         while True:
-            fp = cls.lock_file(filename)
+            fp = cls.lock_file(filename, dir_fd=dir_fd)
             if fp is not None or time.monotonic() >= deadline:
                 return fp
             time.sleep(delay)
@@ -286,30 +313,50 @@ class TaskRunnerHelper:
 
     @staticmethod
     def initialize_task(spec: TaskPath, task_json: str) -> None:
+        """Write tasks/active/<id> (0600: configs carry secrets) unless a record exists already."""
         active = spec.given(state="active").getpath("task_path")
         finished = spec.given(state="finished").getpath("task_path")
         if os.path.exists(finished):
             raise TaskRunnerHelper.Error("Cannot initialize task with finished record %s" % finished)
-        if not os.path.exists(active):
-            os.makedirs(os.path.dirname(active), exist_ok=True)
-            tmp = active + ".tmp.%d" % os.getpid()
-            with open(tmp, "w") as fp:
+        dir_fd = safe_fs.open_dir(os.path.dirname(active), create_mode=CHECKPOINT_DIR_MODE)
+        try:
+            name = os.path.basename(active)
+            if _exists_at(dir_fd, name):
+                return
+            tmp = "%s.tmp.%d" % (name, os.getpid())
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            fd, _ = safe_fs.open_file_at(dir_fd, tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                                         CHECKPOINT_FILE_MODE)
+            with os.fdopen(fd, "w") as fp:
                 fp.write(task_json)
                 fp.flush()
                 os.fsync(fp.fileno())
-            os.rename(tmp, active)
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
 
     @staticmethod
     def finalize_task(spec: TaskPath) -> None:
+        """Move the task record from tasks/active to tasks/finished, both reached safely."""
         active = spec.given(state="active").getpath("task_path")
         finished = spec.given(state="finished").getpath("task_path")
-        if not os.path.exists(active):
-            raise TaskRunnerHelper.Error("Cannot finalize task with no active record %s" % active)
-        if os.path.exists(finished):
-            raise TaskRunnerHelper.Error("Cannot finalize task with existing finished record %s" % finished)
-        os.makedirs(os.path.dirname(finished), exist_ok=True)
-        os.rename(active, finished)
-        os.utime(finished, None)
+        name = os.path.basename(active)
+        src = safe_fs.open_dir(os.path.dirname(active), create_mode=CHECKPOINT_DIR_MODE)
+        try:
+            if not _exists_at(src, name):
+                raise TaskRunnerHelper.Error("Cannot finalize task with no active record %s" % active)
+            dst = safe_fs.open_dir(os.path.dirname(finished), create_mode=CHECKPOINT_DIR_MODE)
+            try:
+                if _exists_at(dst, name):
+                    raise TaskRunnerHelper.Error("Cannot finalize task with existing finished record %s"
+                                                 % finished)
+                os.rename(name, name, src_dir_fd=src, dst_dir_fd=dst)
+                os.utime(name, None, dir_fd=dst, follow_symlinks=False)
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
 
     @staticmethod
     def reap_children() -> set[int]:

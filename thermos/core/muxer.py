@@ -33,6 +33,7 @@ class ProcessMuxer:
         self._pathspec = pathspec
         self._watermarks: dict[str, int] = {}
         self._readers: dict[str, ThriftRecordReader[RunnerCkpt]] = {}
+        self.dir_fd: int | None = None  # the checkpoint directory, while the runner holds it
 
     def register(self, process_name: str, watermark: int = 0) -> None:
         if process_name in self._watermarks:
@@ -54,12 +55,22 @@ class ProcessMuxer:
     def checkpoint_path(self, process_name: str) -> str:
         return self._pathspec.given(process=process_name).getpath("process_checkpoint")
 
+    def _open(self, process_name: str) -> IO[bytes]:
+        """Relative to the runner's checkpoint directory when it has one: a replaced directory or
+        a planted symlink cannot feed the runner another file."""
+        path = self.checkpoint_path(process_name)
+        if self.dir_fd is None:
+            return open(path, "rb")
+        fd = os.open(os.path.basename(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=self.dir_fd)
+        return os.fdopen(fd, "rb")
+
     def _bind(self, process_name: str) -> ThriftRecordReader[RunnerCkpt] | None:
         reader = self._readers.get(process_name)
         if reader is not None:
             return reader
         try:
-            fp: IO[bytes] = open(self.checkpoint_path(process_name), "rb")
+            fp: IO[bytes] = self._open(process_name)
         except OSError as err:
             if err.errno == errno.ENOENT:
                 return None

@@ -36,6 +36,7 @@ import _signal  # signal's C layer: no enum conversions, so the child runs (and 
 import errno
 import fcntl
 import gc
+import io
 import json
 import os
 import pwd
@@ -46,6 +47,7 @@ import time
 from collections.abc import Callable
 from typing import IO, NamedTuple, NoReturn, Protocol
 
+from thermos.common import safe_fs
 from thermos.common.path import TaskPath
 from thermos.common.recordio import RecordIO, ThriftRecordReader, ThriftRecordWriter
 from thermos.core.process_logging import (
@@ -62,6 +64,13 @@ __all__ = ["LoggerDestination", "LoggerMode", "Platform", "Process", "RealPlatfo
 
 TASK_FILESYSTEM_MOUNT_POINT = "taskfs"
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+TASK_UMASK = 0o022
+# What a task's processes find on PATH: a login's standard one, never the (root) runner's own.
+STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LOG_DIR_MODE = 0o755
+CHECKPOINT_DIR_MODE = 0o700
+CHECKPOINT_FILE_MODE = 0o600
 _CONTROL_OK = b"\x01"  # sent by the runner once FORKED is durable
 _SPAWN_SIGDEF = tuple(s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
 
@@ -124,20 +133,38 @@ def probe_stderr(argv: list[str]) -> bytes:
 
 
 _subreaper_set = False
+_libc: object | None = None
+
+
+def _load_libc() -> object | None:
+    """libc through ctypes, loaded once in the runner so coordinators import nothing."""
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes  # only the runner pays for ctypes, and only once
+
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            return None
+    return _libc
 
 
 def set_child_subreaper() -> bool:
     """Make this process (the runner) inherit orphans of its coordinators. Best effort, once."""
     global _subreaper_set
     if not _subreaper_set:
+        libc = _load_libc()
         try:
-            import ctypes  # only the runner pays for ctypes, and only once
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            _subreaper_set = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-        except (OSError, AttributeError):
+            _subreaper_set = libc is not None and libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0  # type: ignore[attr-defined]
+        except AttributeError:
             return False
     return _subreaper_set
+
+
+def set_no_new_privs() -> bool:
+    """No exec from here on gains privileges (setuid binaries, file capabilities)."""
+    libc = _libc
+    return libc is not None and libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0  # type: ignore[attr-defined]
 
 
 def _say(message: str) -> None:
@@ -198,11 +225,6 @@ def _stream_fd(stream: object, default: int) -> int:
         return default
 
 
-def _makedirs(path: str) -> None:
-    if not os.path.isdir(path):  # the common case raises (and allocates) nothing
-        os.makedirs(path, exist_ok=True)
-
-
 # --- the process -------------------------------------------------------------------------------
 
 class Process:
@@ -237,7 +259,7 @@ class Process:
                  fork: Callable[[], int] | None = None, chroot: bool = False,
                  preserve_env: bool = False, mesos_containerizer_path: str | None = None,
                  container_sandbox: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, no_new_privs: bool = True) -> None:
         if not LoggerDestination.is_valid(logger_destination):
             raise ValueError("Logger destination %s is invalid." % logger_destination)
         if not LoggerMode.is_valid(logger_mode):
@@ -267,10 +289,16 @@ class Process:
         self._containerizer = (os.path.abspath(mesos_containerizer_path)
                                if mesos_containerizer_path is not None else None)
         self._container_sandbox = container_sandbox
+        self._no_new_privs = bool(no_new_privs)
+        if self._no_new_privs:
+            _load_libc()
         self._pid: int | None = None
         self._fork_time: float | None = None
+        self._logdir_fd: int | None = None
+        # The runner's open checkpoints/<task_id>; coordinator checkpoints are created relative to it.
+        self.checkpoint_dir_fd: int | None = None
         if self._sandbox:
-            _makedirs(self._sandbox)
+            os.close(safe_fs.open_dir(self._sandbox, create_mode=0o755))
 
     # --- accessors used by the runner --------------------------------------------------------
 
@@ -315,10 +343,11 @@ class Process:
         self._fork_time = self._platform.time()
         ckpt, head = self._open_checkpoint()
         try:
-            self._prepare_logdir(plan.user, plan.switch_user)
+            self._logdir_fd = self._prepare_logdir(plan.user, plan.switch_user)
             control_r, control_w = os.pipe()
         except BaseException as err:
             ckpt.close()
+            self._close_logdir()
             if isinstance(err, OSError):
                 raise self.Error("Cannot prepare %s: %s" % (self._name, err)) from None
             raise
@@ -328,12 +357,19 @@ class Process:
             for fd in (control_r, control_w):
                 os.close(fd)
             ckpt.close()
+            self._close_logdir()
             raise
         if pid == 0:
             self._become_coordinator(ckpt, head, control_r, plan)
         os.close(control_r)
+        self._close_logdir()
         self._pid = pid
         self._finish_fork(ckpt, control_w)
+
+    def _close_logdir(self) -> None:
+        if self._logdir_fd is not None:
+            os.close(self._logdir_fd)
+            self._logdir_fd = None
 
     def _plan(self) -> _Plan:
         uid = os.getuid()
@@ -379,18 +415,37 @@ class Process:
             cwd = spawn_cwd = host_cwd = home = self._sandbox
         env = dict(os.environ) if self._preserve_env else {}
         env.update(HOME=home, LOGNAME=user.pw_name, USER=user.pw_name,
-                   PATH=os.environ.get("PATH", os.defpath))
+                   PATH=self._task_path())
         if host_cwd is not None and os.path.exists(os.path.join(host_cwd, self.RCFILE)):
             env["BASH_ENV"] = os.path.join(cwd, self.RCFILE)
         argv = None if self._containerizer is not None else ["/bin/bash", "-c", self._cmdline]
         return argv, env, cwd, spawn_cwd, rootfs
 
+    def _task_path(self) -> str:
+        """Root's PATH (often with its private tool directories) never leaks into tasks."""
+        if self._preserve_env or current_euid() != 0:
+            return os.environ.get("PATH", STANDARD_PATH)
+        return STANDARD_PATH
+
     def _open_checkpoint(self) -> tuple[IO[bytes], int]:
-        """Open and flock the coordinator checkpoint; the handle is inherited by the child."""
+        """Open and flock the coordinator checkpoint; the handle is inherited by the child.
+
+        It is reached from the runner's checkpoint directory descriptor, never through a symlink
+        (a planted `coordinator.<name>` link cannot make root append to another file).
+        """
         path = self.ckpt_file()
+        dir_fd = self.checkpoint_dir_fd
         try:
-            _makedirs(os.path.dirname(path))
-            fp = open(path, "a+b")
+            own = dir_fd is None
+            if own:
+                dir_fd = safe_fs.open_dir(os.path.dirname(path), create_mode=CHECKPOINT_DIR_MODE)
+            try:
+                fd, _ = safe_fs.open_file_at(dir_fd, os.path.basename(path),  # type: ignore[arg-type]
+                                             os.O_RDWR | os.O_APPEND | os.O_CREAT, CHECKPOINT_FILE_MODE)
+            finally:
+                if own:
+                    os.close(dir_fd)  # type: ignore[arg-type]
+            fp = os.fdopen(fd, "a+b")
         except OSError as err:
             raise self.CheckpointError("Could not open checkpoint %s: %s" % (path, err)) from None
         try:
@@ -401,15 +456,27 @@ class Process:
                 path, err.strerror)) from None
         return fp, os.fstat(fp.fileno()).st_size
 
-    def _prepare_logdir(self, user: pwd.struct_passwd, switch: bool) -> None:
-        """The coordinator creates its log files as the user, so the user must own the run dir."""
-        logdir = self.process_logdir()
-        _makedirs(logdir)
+    def _prepare_logdir(self, user: pwd.struct_passwd, switch: bool) -> int:
+        """Make <log_dir>/<process>/<run> for the user and return a descriptor for it.
+
+        Root walks there from the log base without following symlinks and gives the run
+        directory to the user only if it made it: a directory that already exists must belong to
+        the user already. The coordinator opens its log files relative to the descriptor.
+        """
+        base = self._pathspec.getpath("process_logbase")
+        parts = os.path.relpath(self.process_logdir(), base).split(os.sep)
+        owner = (user.pw_uid, user.pw_gid) if switch else None
+        base_fd = safe_fs.open_dir(base, create_mode=LOG_DIR_MODE)
         try:
-            os.chown(logdir, user.pw_uid, user.pw_gid)
-        except PermissionError:
-            if switch:
-                raise self.PermissionError("Cannot chown %s to %s" % (logdir, user.pw_name)) from None
+            fd = safe_fs.makedirs_at(base_fd, parts, LOG_DIR_MODE, leaf_owner=owner)
+        finally:
+            os.close(base_fd)
+        st = os.fstat(fd)
+        if owner is not None and st.st_uid != owner[0]:
+            os.close(fd)
+            raise self.PermissionError("log directory %s belongs to uid %d, not to %s; remove it" % (
+                self.process_logdir(), st.st_uid, user.pw_name))
+        return fd
 
     def _fork(self) -> int:
         """Fork with the runner's heap frozen out of the GC, and keep it frozen.
@@ -461,15 +528,18 @@ class Process:
         self._pid = self._platform.getpid()
         _reset_signals()
         os.setsid()  # first, so that nothing aimed at the runner's group reaches us from now on
-        _close_fds({ckpt.fileno(), control_r, *plan.console}, everything=self.FD_CLOEXEC)
+        keep = {ckpt.fileno(), control_r, *plan.console}
+        if self._logdir_fd is not None:
+            keep.add(self._logdir_fd)
+        _close_fds(keep, everything=self.FD_CLOEXEC)
         _ensure_stdio()
-        self._seq = self._wait_for_control(head, control_r)
+        self._seq = self._wait_for_control(head, control_r, ckpt.fileno())
         os.close(control_r)
         writer: ThriftRecordWriter[RunnerCkpt] = ThriftRecordWriter(ckpt)
         writer.set_sync(True)
         self._execute(writer, plan)
 
-    def _wait_for_control(self, head: int, control_r: int) -> int:
+    def _wait_for_control(self, head: int, control_r: int, ckpt_fd: int) -> int:
         """Wait until the runner has recorded our FORKED; returns the next sequence number.
 
         The usual path wakes on the runner's byte and reads no file (the runner wrote exactly
@@ -479,9 +549,8 @@ class Process:
         poller.register(control_r, select.POLLIN)
         if poller.poll(self.MAXIMUM_CONTROL_WAIT * 1000) and os.read(control_r, 1) == _CONTROL_OK:
             return self._seq + 1
-        with open(self.ckpt_file(), "rb") as fp:
-            fp.seek(head)
-            record = ThriftRecordReader(fp, RunnerCkpt).try_read()
+        tail = os.pread(ckpt_fd, max(0, os.fstat(ckpt_fd).st_size - head), head)  # our own handle
+        record = ThriftRecordReader(io.BytesIO(tail), RunnerCkpt).try_read()
         if record is None:
             raise self.CheckpointError("Timed out waiting for checkpoint stream!")
         return self._check_control(record)
@@ -526,13 +595,18 @@ class Process:
             resolver = LogDestinationResolver(
                 self.process_logdir(), self._logger_destination, self._logger_mode,
                 self._rotate_log_size, self._rotate_log_backups, console=plan.console,
-                owner=(plan.user.pw_uid, plan.user.pw_gid) if plan.switch_user else None)
+                owner=(plan.user.pw_uid, plan.user.pw_gid) if plan.switch_user else None,
+                dir_fd=self._logdir_fd)
             stdout, stderr, direct = resolver.get_handlers()
+            self._close_logdir()  # handlers that need the directory keep their own duplicate
             if self._chroot:
                 enter_chroot(self._sandbox)
                 if not isolated:
                     self._drop(plan)
             argv = plan.argv if plan.argv is not None else self._containerizer_argv(plan)
+            os.umask(TASK_UMASK)
+            if self._no_new_privs and not set_no_new_privs():
+                _say("%s: cannot set no_new_privs; setuid binaries keep working" % self._name)
             start_time = self._platform.time()
             pid, pipes = self._spawn(argv, plan.env, plan.spawn_cwd, stdout, stderr, direct)
         except Exception as err:  # any setup failure fails the run

@@ -15,7 +15,9 @@ Differences from Aurora, all deliberate:
 * A failing log write (disk full) drops that chunk and is counted, never kills the coordinator:
   losing log bytes is better than losing the process's exit status.
 * Files are opened relative to a directory descriptor with O_NOFOLLOW, so rotation keeps working
-  after a chroot and a symlink planted in the log directory is never followed by root.
+  after a chroot and a symlink planted in the log directory is never followed by root; a file
+  that already exists is written only if it is a single-link file of the expected owner (never
+  chowned), and new files get mode 0644 whatever the umask (`thermos.common.safe_fs`).
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from __future__ import annotations
 import os
 import select
 
+from thermos.common import safe_fs
+
 STDOUT = "stdout"
 STDERR = "stderr"
 READ_BUFFER_SIZE = 1 << 16
-FILE_MODE = 0o666
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+FILE_MODE = 0o644
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT
 
 
 class LoggerDestination:
@@ -58,10 +62,11 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view):]
 
 
-def _chown(fd: int, owner: tuple[int, int] | None) -> None:
-    """Give a file opened by root to the user the process runs as."""
-    if owner is not None and os.fstat(fd).st_uid != owner[0]:
-        os.fchown(fd, owner[0], owner[1])
+def open_log(name: str, dir_fd: int | None, owner: tuple[int, int] | None, truncate: bool = False) -> int:
+    """A log file in dir_fd, created for `owner` (uid, gid) when root creates it for a user."""
+    flags = _OPEN_FLAGS | (os.O_TRUNC if truncate else os.O_APPEND)
+    fd, _ = safe_fs.open_file_at(dir_fd, name, flags, FILE_MODE, owner=owner)  # type: ignore[arg-type]
+    return fd
 
 
 class Handler:
@@ -137,8 +142,7 @@ class RotatingFileHandler(Handler):
 
     def _open(self) -> None:
         self._size = 0
-        self._fd = os.open(self.name, _OPEN_FLAGS | os.O_TRUNC, FILE_MODE, dir_fd=self._dir_fd)
-        _chown(self._fd, self._owner)
+        self._fd = open_log(self.name, self._dir_fd, self._owner, truncate=True)
 
     def _backup(self, index: int) -> str:
         return "%s.%d" % (self.name, index)
@@ -235,7 +239,7 @@ class LogDestinationResolver:
     def __init__(self, logdir: str, destination: str = LoggerDestination.FILE,
                  mode: str = LoggerMode.STANDARD, rotate_log_size: int | None = None,
                  rotate_log_backups: int | None = None, console: tuple[int, int] = (1, 2),
-                 owner: tuple[int, int] | None = None) -> None:
+                 owner: tuple[int, int] | None = None, dir_fd: int | None = None) -> None:
         if not LoggerDestination.is_valid(destination):
             raise ValueError("Logger destination %s is invalid." % destination)
         if not LoggerMode.is_valid(mode):
@@ -252,6 +256,7 @@ class LogDestinationResolver:
         self.rotate_log_backups = rotate_log_backups
         self.console = console
         self.owner = owner
+        self.dir_fd = dir_fd  # the run's log directory, opened safely by the runner
 
     @property
     def handlers_are_files(self) -> bool:
@@ -265,7 +270,7 @@ class LogDestinationResolver:
             return self._devnull(), self._devnull(), True
         if self.destination == LoggerDestination.CONSOLE:
             return FdHandler(self.console[0], owned=False), FdHandler(self.console[1], owned=False), True
-        dir_fd = os.open(self.logdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dir_fd = os.dup(self.dir_fd) if self.dir_fd is not None else safe_fs.open_dir(self.logdir)
         try:
             stdout, stderr = self._file(STDOUT, dir_fd), self._file(STDERR, dir_fd)
         finally:
@@ -285,9 +290,7 @@ class LogDestinationResolver:
             assert self.rotate_log_size is not None and self.rotate_log_backups is not None
             return RotatingFileHandler(name, self.rotate_log_size, self.rotate_log_backups,
                                        dir_fd=dir_fd, owner=self.owner)
-        fd = os.open(name, _OPEN_FLAGS | os.O_APPEND, FILE_MODE, dir_fd=dir_fd)
-        _chown(fd, self.owner)
-        return FdHandler(fd)
+        return FdHandler(open_log(name, dir_fd, self.owner))
 
 
 def pump(streams: dict[int, Handler], read_size: int = READ_BUFFER_SIZE) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 from pystachio import Environment
 
+from thermos.common import safe_fs
 from thermos.common.ckpt import (
     CheckpointDispatcher,
     ProcessStateHandler,
@@ -45,9 +46,15 @@ from thermos.common.ckpt import (
 from thermos.common.path import TaskPath
 from thermos.common.planner import TaskPlanner
 from thermos.common.recordio import RecordIO, ThriftRecordWriter
-from thermos.config.loader import ConfigError, ThermosConfigLoader, ThermosTaskValidator
+from thermos.config.loader import (
+    ConfigError,
+    ThermosConfigLoader,
+    ThermosTaskValidator,
+    invalid_name,
+    printable,
+)
 from thermos.config.schema import ThermosContext
-from thermos.core.helper import TaskRunnerHelper
+from thermos.core.helper import CHECKPOINT_DIR_MODE, TaskRunnerHelper
 from thermos.core.muxer import ProcessMuxer
 from thermos.core.process import Process, set_child_subreaper
 from thermos.core.wakeup import Waker, reset_in_child
@@ -193,7 +200,7 @@ class TaskRunner:
                  process_logger_destination: str | None = None, process_logger_mode: str | None = None,
                  rotate_log_size_mb: int | None = None, rotate_log_backups: int | None = None,
                  preserve_env: bool = False, mesos_containerizer_path: str | None = None,
-                 container_sandbox: str | None = None) -> None:
+                 container_sandbox: str | None = None, no_new_privs: bool = True) -> None:
         if not issubclass(planner_class, TaskPlanner):
             raise TypeError("planner_class must be a TaskPlanner.")
         self._clock = clock
@@ -202,7 +209,11 @@ class TaskRunner:
         if task_id is None:
             stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(launch_time))
             task_id = "%s-%s.%06d" % (task.name().get(), stamp, int((launch_time % 1) * 1e6))
+        problem = invalid_name(task_id)
+        if problem is not None:
+            raise self.InvalidTask("invalid task id %s: %s" % (printable(task_id), problem))
         self._task_id = task_id
+        self._no_new_privs = no_new_privs
         current_user = TaskRunnerHelper.get_actual_user()
         self._user = user or current_user
         if self._user != current_user and os.geteuid() != 0:
@@ -256,6 +267,7 @@ class TaskRunner:
         self._dispatcher.register_handler(TaskRunnerTaskHandler(self))
 
         self._ckpt: ThriftRecordWriter[RunnerCkpt] | None = None
+        self._ckpt_dir_fd: int | None = None
         self._waker: Waker | None = None
         self._terminal_state: int | None = None
         self._preemption_deadline: float | None = None
@@ -314,7 +326,8 @@ class TaskRunner:
             self._user, chroot=self._chroot, fork=self._fork, logger_destination=destination,
             logger_mode=mode, rotate_log_size=size, rotate_log_backups=backups,
             preserve_env=self._preserve_env, mesos_containerizer_path=self._mesos_containerizer_path,
-            container_sandbox=self._container_sandbox, clock=self._clock.time)
+            container_sandbox=self._container_sandbox, clock=self._clock.time,
+            no_new_privs=self._no_new_privs)
 
     def _logger_args(self, process: Any) -> tuple[str, str, int | None, int | None]:
         """Spec §5.10: a process's own logger wins; otherwise the runner's flags; else defaults."""
@@ -415,18 +428,21 @@ class TaskRunner:
         """Take leadership of the task via its checkpoint lock; resume it; release on exit."""
         if self.is_terminal:
             raise self.StateError("Cannot take control of a task in terminal state.")
-        try:
-            os.makedirs(self._sandbox, exist_ok=True)
-        except OSError as err:
-            raise self.Error("cannot create sandbox %s: %s" % (self._sandbox, err.strerror)) from None
+        self._open_sandbox()
         set_child_subreaper()
         ckpt_file = self._pathspec.getpath("runner_checkpoint")
+        self._ckpt_dir_fd = self._open_checkpoint_dir()
+        self._muxer.dir_fd = self._ckpt_dir_fd
         try:
-            self._ckpt = TaskRunnerHelper.open_checkpoint(ckpt_file, force=force, state=self._state)
+            self._ckpt = TaskRunnerHelper.open_checkpoint(ckpt_file, force=force, state=self._state,
+                                                          dir_fd=self._ckpt_dir_fd)
         except TaskRunnerHelper.PermissionError as err:
+            self._close_ckpt_dir()
             raise self.PermissionError(str(err)) from None
         except OSError as err:
-            raise self.CheckpointError("cannot open checkpoint %s: %s" % (ckpt_file, err.strerror)) from None
+            self._close_ckpt_dir()
+            raise self.CheckpointError("cannot open checkpoint %s: %s" % (ckpt_file, err.strerror or err)) \
+                from None
         try:
             self._waker = Waker(self._pathspec.getpath("checkpoint_path"))
             self._recovery = False
@@ -439,9 +455,54 @@ class TaskRunner:
             yield
         finally:
             self.close_ckpt()
+            self._close_ckpt_dir()
             if self._waker is not None:
                 self._waker.close()
                 self._waker = None
+
+    def _open_sandbox(self) -> None:
+        """Create the sandbox if missing, owned by the task's user, never through a symlink."""
+        owner = None
+        if self._user != TaskRunnerHelper.get_actual_user():
+            try:
+                entry = pwd.getpwnam(self._user)
+                owner = (entry.pw_uid, entry.pw_gid)
+            except KeyError:
+                pass  # the coordinator reports the unknown user with its own error
+        try:
+            os.close(safe_fs.open_dir(self._sandbox, create_mode=0o755, leaf_owner=owner))
+        except OSError as err:
+            raise self.Error("cannot create sandbox %s: %s" % (self._sandbox, err.strerror or err)) from None
+
+    def _open_checkpoint_dir(self) -> int:
+        """Open checkpoints/<task_id> once; coordinators and the runner write relative to it.
+
+        A checkpoint root renamed or replaced later cannot redirect a write, and one found owned
+        by somebody else, or writable by others, is refused.
+        """
+        path = self._pathspec.getpath("checkpoint_path")
+        try:
+            fd = safe_fs.open_dir(path, create_mode=CHECKPOINT_DIR_MODE)
+        except OSError as err:
+            raise self.CheckpointError("cannot open checkpoint directory %s: %s" % (
+                path, err.strerror or err)) from None
+        try:
+            safe_fs.check_private_dir(fd, path)
+        except safe_fs.UnsafePath as err:
+            os.close(fd)
+            raise self.CheckpointError(str(err)) from None
+        exposed = safe_fs.untrusted_ancestor(path)
+        if exposed is not None:
+            log.warning("Checkpoint root %s lies inside %s, which other users can write; keep checkpoint "
+                        "roots on root-owned paths (README: Security model)", self._checkpoint_root, exposed)
+        return fd
+
+    def _close_ckpt_dir(self) -> None:
+        if self._ckpt_dir_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._ckpt_dir_fd)
+            self._ckpt_dir_fd = None
+            self._muxer.dir_fd = None
 
     def _infer_stop_intent(self) -> None:
         """A task found stopping with a healthy, unfinished regular plan was being killed.
@@ -634,6 +695,7 @@ class TaskRunner:
                 current = self._current_run(name)
                 if current is None or current.state != ProcessState.WAITING:
                     raise self.InternalError("Process %s has a coordinator but is not WAITING" % name)
+            process.checkpoint_dir_fd = self._ckpt_dir_fd
             try:
                 process.start()
                 launched = True

@@ -4,7 +4,8 @@ Exit codes (thermos.common.statuses): 0 when the task reached a terminal state (
 the checkpoint says which), 101 internal error or missing ports, 102 invalid task, 103 unknown
 error, 104 unknown user, 105 task already terminal, 106 checkpoint write failed. Every failure is
 one line on stderr. Signals: SIGUSR1 kills the task (KILLED, with a 60 s preemption wait),
-SIGUSR2 loses it (LOST, no wait), SIGINT/SIGTERM kill it like SIGUSR1.
+SIGUSR2 loses it (LOST, no wait), SIGINT/SIGTERM kill it like SIGUSR1; SIGHUP and SIGALRM are
+ignored (a closed terminal must not orphan the task).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enable_chroot", action="store_true", default=False)
     p.add_argument("--mesos_containerizer_path", default=None)
     p.add_argument("--preserve_env", action="store_true", default=False)
+    p.add_argument("--allow_setuid_binaries", action="store_true", default=False,
+                   help="let the task's processes gain privileges through setuid binaries such as sudo "
+                        "(by default they run with no_new_privs)")
     p.add_argument("--port", action="append", default=[], metavar="NAME:PORT", dest="ports")
     p.add_argument("--hostname", default=None)
     p.add_argument("--process_logger_destination", default=None,
@@ -56,18 +60,38 @@ def fail(code: int, message: str) -> int:
     return code
 
 
+def open_runner_log(log_dir: str) -> logging.Handler:
+    """The runner's own log file; the directory often lies in the task's sandbox, so it is reached
+    without following symlinks and an existing file must be a single-link file of ours."""
+    from thermos.common import safe_fs
+
+    dir_fd = safe_fs.open_dir(log_dir, create_mode=0o755)
+    try:
+        fd, _ = safe_fs.open_file_at(dir_fd, "thermos_runner.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                     0o644)
+    finally:
+        os.close(dir_fd)
+    return logging.StreamHandler(os.fdopen(fd, "a", buffering=1))
+
+
 def setup_logging(log_dir: str | None, verbose: bool) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_dir:
-        os.makedirs(log_dir, exist_ok=True)
-        handlers.append(logging.FileHandler(os.path.join(log_dir, "thermos_runner.log")))
+        handlers.append(open_runner_log(log_dir))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers,
                         format="%(asctime)s %(levelname).1s %(name)s: %(message)s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_dir, args.verbose)
+    # A closed terminal or a stray alarm must not kill the runner and orphan the task's processes.
+    for sig in (signal.SIGHUP, signal.SIGALRM):
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        setup_logging(args.log_dir, args.verbose)
+    except OSError as err:
+        return fail(statuses.INTERNAL_ERROR, "cannot open the runner log in %s: %s (--log_dir)" % (
+            args.log_dir, err))
 
     # Imported here so that `thermos_runner --help` stays fast.
     from thermos.config.loader import ConfigError, ThermosConfigLoader, describe_config_error
@@ -113,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             process_logger_mode=args.process_logger_mode, rotate_log_size_mb=args.rotate_log_size_mb,
             rotate_log_backups=args.rotate_log_backups, preserve_env=args.preserve_env,
             mesos_containerizer_path=args.mesos_containerizer_path,
-            container_sandbox=args.container_sandbox)
+            container_sandbox=args.container_sandbox, no_new_privs=not args.allow_setuid_binaries)
     except TaskRunner.InvalidTask as err:
         return fail(statuses.INVALID_TASK, str(err))
     except TaskRunner.InternalError as err:
