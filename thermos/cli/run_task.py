@@ -2,8 +2,8 @@
 
 The task runs in this process under a TaskRunner, exactly as thermos_runner would run it, with
 its checkpoint under --root. Ctrl-C, SIGTERM, or SIGHUP when the terminal closes kill the task
-gracefully: CLEANING, then the finalizers, within the preemption wait. At the end a short report says how the task and each of
-its processes ended and where their logs are.
+gracefully: CLEANING, then the finalizers, within the preemption wait. At the end a short
+report says how the task and each of its processes ended and where their logs are.
 """
 
 from __future__ import annotations
