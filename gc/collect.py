@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from thermos.gc.safe_delete import Anchors, Freed, UnsafePath, components, open_below
+from thermos.gc.safe_delete import Anchors, Freed, UnsafePath, components
 from thermos.gc.task_files import TaskFiles
 
 from thermos.monitoring.garbage import TaskGarbageCollector
@@ -25,12 +25,12 @@ class RunStillLive(UnsafePath):
 
 def _lexists(anchors: Anchors, path: str) -> bool:
     try:
-        anchor, parts = anchors.locate(path)
-        fd = open_below(anchor, parts[:-1])
+        fd = anchors.open_dir(os.path.dirname(path))
     except (OSError, UnsafePath):
         return False
+    name = os.path.basename(path)
     try:
-        os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        os.stat(name, dir_fd=fd, follow_symlinks=False)
         return True
     except OSError:
         return False
@@ -57,9 +57,10 @@ def check_collectable(files: TaskFiles) -> None:
                            % (files.task_id, run.path, os.path.basename(run.sentinel)))
 
 
-def erase_data(files: TaskFiles) -> Freed:
+def erase_data(files: TaskFiles, checked: bool = False) -> Freed:
     """Remove the sandbox, except the log directory when it lives inside it."""
-    check_collectable(files)
+    if not checked:
+        check_collectable(files)
     sandbox = files.sandbox
     if not sandbox:
         return Freed()
@@ -68,9 +69,10 @@ def erase_data(files: TaskFiles) -> Freed:
     return files.data_anchors().remove(sandbox, keep=keep, allow_file=False)
 
 
-def erase_logs(files: TaskFiles) -> Freed:
+def erase_logs(files: TaskFiles, checked: bool = False) -> Freed:
     """Remove the log directory, then the directories it leaves empty up to the sandbox."""
-    check_collectable(files)
+    if not checked:
+        check_collectable(files)
     log_dir = files.log_dir
     if not log_dir:
         return Freed()
@@ -83,9 +85,10 @@ def erase_logs(files: TaskFiles) -> Freed:
     return freed
 
 
-def erase_metadata(files: TaskFiles) -> Freed:
+def erase_metadata(files: TaskFiles, checked: bool = False) -> Freed:
     """Remove the finished task JSON and the task's checkpoint directory (runner and coordinators)."""
-    check_collectable(files)
+    if not checked:
+        check_collectable(files)
     files.header  # noqa: B018 - remember where the logs and data are before the checkpoint goes
     anchors = files.metadata_anchors
     freed = anchors.remove(files.task_json("finished"), unlink_symlink=True)
@@ -94,10 +97,11 @@ def erase_metadata(files: TaskFiles) -> Freed:
 
 
 def erase_task(files: TaskFiles, data: bool = True, logs: bool = True, metadata: bool = True) -> Freed:
+    check_collectable(files)
     freed = Freed()
     for wanted, erase in ((data, erase_data), (logs, erase_logs), (metadata, erase_metadata)):
         if wanted:
-            freed.add(erase(files))
+            freed.add(erase(files, checked=True))
     return freed
 
 
@@ -108,10 +112,10 @@ def _remove_empty_parents(anchors: Anchors, path: str, stop: str, freed: Freed) 
     while len(parts) >= stop_depth:
         directory = os.sep + os.path.join(*parts)
         try:
-            anchor, rel = anchors.locate(directory)
+            _, rel = anchors.locate(directory)
             if not rel:
                 return
-            fd = open_below(anchor, rel[:-1])
+            fd = anchors.open_dir(os.path.dirname(directory))
         except (OSError, UnsafePath):
             return
         try:

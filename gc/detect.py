@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import psutil
 from thermos.gc.decide import FsUsage, LocalTask
-from thermos.gc.safe_delete import UnsafePath, is_within, open_below
+from thermos.gc.safe_delete import UnsafePath, is_within
 from thermos.gc.task_files import MesosRun, TaskFiles, mesos_run_of
 
 from thermos.common.recordio import RecordIO, ThriftRecordReader
@@ -62,8 +62,7 @@ class _Checkpoint:
 def _read_runner(files: TaskFiles, want_statuses: bool) -> _Checkpoint:
     """The runner checkpoint's stat and (if asked) its task statuses, opened without following symlinks."""
     try:
-        anchor, parts = files.metadata_anchors.locate(files.checkpoint_dir)
-        dir_fd = open_below(anchor, parts)
+        dir_fd = files.metadata_anchors.open_dir(files.checkpoint_dir)
     except (OSError, UnsafePath):
         return _Checkpoint(None, None)
     try:

@@ -21,6 +21,7 @@ symlink that user planted, so it can be steered into any tree on the host. Here:
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 from collections.abc import Iterable, Sequence
@@ -100,21 +101,26 @@ def _is_symlink_error(err: OSError) -> bool:
     return err.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
 
 
-def open_below(anchor: str, relative: Sequence[str], what: str | None = None) -> int:
+def open_below(anchor: str | int, relative: Sequence[str], what: str | None = None,
+               display: str | None = None) -> int:
     """A descriptor of `anchor/relative...`, opening each relative component without following symlinks.
 
-    `anchor` is trusted configuration and opened normally. Raises UnsafePath (one line) when a
-    component is a symlink or not a directory, OSError for anything else (missing, permission).
+    `anchor` is trusted: a path from the configuration (opened normally) or a descriptor already
+    reached safely (duplicated). Raises UnsafePath (one line) when a component is a symlink or not
+    a directory, OSError for anything else (missing, permission). `display` names the anchor in
+    messages when it is a descriptor.
     """
-    fd = os.open(anchor, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    walked = anchor
+    if isinstance(anchor, int):
+        fd = os.dup(anchor)
+    else:
+        fd = os.open(anchor, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for part in relative:
-            walked = os.path.join(walked, part)
+        for i, part in enumerate(relative):
             try:
                 child = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as err:
                 if _is_symlink_error(err) and _lexists_at(fd, part):
+                    walked = os.path.join(display or str(anchor), *relative[:i + 1])
                     raise UnsafePath("%s is a symlink or not a directory: not followed%s" % (
                         walked, "" if what is None else " (%s left in place)" % what)) from None
                 raise
@@ -124,6 +130,16 @@ def open_below(anchor: str, relative: Sequence[str], what: str | None = None) ->
         os.close(fd)
         raise
     return fd
+
+
+@functools.lru_cache(maxsize=256)
+def _realpath_cached(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def real_below(anchor: str, relative: Sequence[str]) -> str:
+    """The real path of anchor/relative when `relative` was walked without symlinks (anchor's is cached)."""
+    return os.path.join(_realpath_cached(anchor), *relative)
 
 
 def _lexists_at(dir_fd: int, name: str) -> bool:
@@ -137,41 +153,61 @@ def _lexists_at(dir_fd: int, name: str) -> bool:
 class Anchors:
     """Trusted directories from which deeper paths are walked without following symlinks.
 
+    An anchor is a path (trusted configuration, opened normally) or `(path, fd, real path)`: a
+    directory already reached safely, so that walks start there instead of repeating the way down.
     `scope` limits what may be removed further: a target must lie within it (by components).
-    The scope itself is reached from the longest anchor containing it.
     """
 
-    def __init__(self, anchors: Iterable[str], scope: str | None = None) -> None:
-        self._anchors = [os.path.normpath(a) for a in anchors if a]
+    def __init__(self, anchors: Iterable[str | tuple[str, int, str]], scope: str | None = None) -> None:
+        self._anchors: list[tuple[str, str | int, list[list[str]]]] = []
+        for anchor in anchors:
+            if isinstance(anchor, tuple):
+                path, opener, real = anchor
+            else:
+                path, opener, real = anchor, anchor, None
+            if not path:
+                continue
+            path = os.path.normpath(path)
+            spellings = []
+            for spelling in dict.fromkeys((path, real or _realpath_cached(path))):
+                try:
+                    spellings.append(components(spelling))
+                except UnsafePath:
+                    continue
+            self._anchors.append((path, opener, spellings))
         self._scope = scope
 
     @property
     def scope(self) -> str | None:
         return self._scope
 
-    def locate(self, path: str) -> tuple[str, list[str]]:
+    def locate(self, path: str) -> tuple[str | int, list[str]]:
         """`(anchor, components below it)` for `path`, the anchor being the longest that contains it.
 
         An anchor matches as written or as its real path (`/var/run` or `/run`); the scope is
         checked on the path spelled with the anchor as written.
         """
         parts = components(path)
-        best: tuple[str, list[str], int] | None = None
-        for anchor in self._anchors:
-            for spelling in dict.fromkeys((anchor, os.path.realpath(anchor))):
-                try:
-                    prefix = components(spelling)
-                except UnsafePath:
-                    continue
-                if parts[:len(prefix)] == prefix and (best is None or len(prefix) > best[2]):
-                    best = (anchor, parts[len(prefix):], len(prefix))
+        best: tuple[str, str | int, list[str], int] | None = None
+        for display, opener, spellings in self._anchors:
+            for prefix in spellings:
+                if parts[:len(prefix)] == prefix and (best is None or len(prefix) > best[3]):
+                    best = (display, opener, parts[len(prefix):], len(prefix))
         if best is None:
             raise UnsafePath("%s is outside every trusted root (%s)" % (
-                path, ", ".join(self._anchors) or "none"))
-        anchor, rest, _ = best
-        if self._scope is not None and not is_within(os.path.join(anchor, *rest), self._scope):
+                path, ", ".join(a[0] for a in self._anchors) or "none"))
+        display, opener, rest, _ = best
+        if self._scope is not None and not is_within(os.path.join(display, *rest), self._scope):
             raise UnsafePath("%s is outside %s" % (path, self._scope))
-        return anchor, rest
+        return opener, rest
+
+    def open_dir(self, path: str, what: str | None = None) -> int:
+        """A descriptor of directory `path`, reached from its anchor without following symlinks."""
+        opener, parts = self.locate(path)
+        return open_below(opener, parts, what=what, display=self._display(opener))
+
+    def _display(self, opener: str | int) -> str:
+        return next((display for display, o, _ in self._anchors if o == opener), str(opener))
 
     def remove(self, path: str, keep: str | None = None, allow_file: bool = True,
                unlink_symlink: bool = False) -> Freed:
@@ -189,7 +225,7 @@ class Anchors:
         if keep is not None and is_within(keep, path, strict=True):
             keep_parts = components(keep)[len(components(path)):]
         try:
-            parent = open_below(anchor, parts[:-1], what=path)
+            parent = open_below(anchor, parts[:-1], what=path, display=self._display(anchor))
         except FileNotFoundError:
             return Freed()
         try:
@@ -218,13 +254,15 @@ def remove_at(parent_fd: int, name: str, display: str, keep: Sequence[str] | Non
     return freed
 
 
-def _unlink(dir_fd: int, name: str, st: os.stat_result, display: str, freed: Freed) -> None:
+def _unlink(dir_fd: int, name: str, st: os.stat_result, where: str | _Frame, freed: Freed) -> None:
+    """Unlink `name`; `where` is its path, or the frame of its directory (joined only for a message)."""
     try:
         os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
         return
     except OSError as err:
-        freed.error("cannot remove %s: %s" % (display, err.strerror))
+        path = where if isinstance(where, str) else os.path.join(where.path, name)
+        freed.error("cannot remove %s: %s" % (path, err.strerror))
         return
     freed.files += 1
     if st.st_nlink <= 1:  # a hard-linked file keeps its blocks for its other names
@@ -232,15 +270,24 @@ def _unlink(dir_fd: int, name: str, st: os.stat_result, display: str, freed: Fre
 
 
 class _Frame:
-    __slots__ = ("fd", "dev", "ino", "name", "path", "names", "keep", "blocks")
+    __slots__ = ("fd", "dev", "ino", "name", "parent", "display", "names", "keep", "blocks")
 
-    def __init__(self, fd: int, st: os.stat_result, name: str, path: str, keep: list[str] | None) -> None:
+    def __init__(self, fd: int, st: os.stat_result, name: str, parent: _Frame | None, keep: list[str] | None,
+                 display: str | None = None) -> None:
         self.fd: int | None = fd
         self.dev, self.ino, self.blocks = st.st_dev, st.st_ino, st.st_blocks
         self.name = name
-        self.path = path
+        self.parent = parent
+        self.display = display  # the top's path; deeper ones are joined only for messages
         self.names: list[str] | None = None
         self.keep = keep  # the components still to descend towards the kept path, or None
+
+    @property
+    def path(self) -> str:
+        if self.display is not None:
+            return self.display
+        assert self.parent is not None
+        return os.path.join(self.parent.path, self.name)
 
 
 def _open_verified(parent_fd: int, name: str, st: os.stat_result) -> int | None:
@@ -262,7 +309,7 @@ def _remove_tree(parent_fd: int, name: str, st: os.stat_result, display: str, ke
     if fd is None:
         freed.error("cannot remove %s: it changed while being removed (left in place)" % display)
         return
-    stack = [_Frame(fd, st, name, display, keep)]
+    stack = [_Frame(fd, st, name, None, keep, display)]
     try:
         while stack:
             frame = stack[-1]
@@ -302,7 +349,6 @@ def _remove_tree(parent_fd: int, name: str, st: os.stat_result, display: str, ke
 
 def _visit(stack: list[_Frame], frame: _Frame, child: str, freed: Freed) -> None:
     assert frame.fd is not None
-    path = os.path.join(frame.path, child)
     keep: list[str] | None = None
     if frame.keep is not None and frame.keep[0] == child:
         if len(frame.keep) == 1:
@@ -313,23 +359,24 @@ def _visit(stack: list[_Frame], frame: _Frame, child: str, freed: Freed) -> None
     except FileNotFoundError:
         return
     except OSError as err:
-        freed.error("cannot inspect %s: %s" % (path, err.strerror))
+        freed.error("cannot inspect %s: %s" % (os.path.join(frame.path, child), err.strerror))
         return
     if not stat.S_ISDIR(st.st_mode):
         if keep is None:
-            _unlink(frame.fd, child, st, path, freed)  # a symlink is unlinked, never followed
+            _unlink(frame.fd, child, st, frame, freed)  # a symlink is unlinked, never followed
         return
     fd = _open_verified(frame.fd, child, st)
     if fd is None:
-        freed.error("cannot remove %s: it changed while being removed (left in place)" % path)
+        freed.error("cannot remove %s: it changed while being removed (left in place)" % (
+            os.path.join(frame.path, child)))
         return
-    stack.append(_Frame(fd, st, child, path, keep))
-    held = [f for f in stack if f.fd is not None]
-    if len(held) > _FD_WINDOW:
-        oldest = held[0]
-        assert oldest.fd is not None
-        os.close(oldest.fd)
-        oldest.fd = None
+    stack.append(_Frame(fd, st, child, frame, keep))
+    # The open frames are always the newest _FD_WINDOW: close the one that just left the window.
+    if len(stack) > _FD_WINDOW:
+        leaving = stack[-_FD_WINDOW - 1]
+        if leaving.fd is not None:
+            os.close(leaving.fd)
+            leaving.fd = None
 
 
 def _parent_of(stack: list[_Frame], frame: _Frame, top_parent_fd: int, freed: Freed) -> int | None:

@@ -16,12 +16,13 @@ runs/<cid>/checkpoints`). The difference matters for safety:
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from thermos.gc.safe_delete import Anchors, UnsafePath, components, is_within, open_below
+from thermos.gc.safe_delete import Anchors, UnsafePath, components, is_within, open_below, real_below
 
 from thermos.common.constants import DEFAULT_SANDBOX_ROOT
 from thermos.common.recordio import RecordIO, ThriftRecordReader
@@ -38,7 +39,7 @@ class MesosRun:
     work_dir: str
     relative: tuple[str, ...]  # the eight components below work_dir
 
-    @property
+    @functools.cached_property
     def path(self) -> str:
         return os.path.join(self.work_dir, *self.relative)
 
@@ -83,6 +84,16 @@ def mesos_run_of(path: str) -> MesosRun | None:
     return None
 
 
+class _Descriptor:
+    """An open directory, closed when the TaskFiles holding it goes away."""
+
+    def __init__(self, path: str, fd: int, real: str) -> None:
+        self.path, self.fd, self.real = path, fd, real
+
+    def __del__(self) -> None:
+        os.close(self.fd)
+
+
 def _private(st: os.stat_result, euid: int) -> bool:
     return st.st_uid in (0, euid) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
@@ -101,15 +112,34 @@ class TaskFiles:
         self._header: RunnerHeader | None = None
         self._header_read = False
         self._trusted: bool | None = None
+        self._base_fd: _Descriptor | None = None
+        self._metadata_anchors: Anchors | None = None
+        self._data_anchors: Anchors | None = None
 
     # ---- where things are ----------------------------------------------------------------
 
+    def _base(self) -> tuple[str, int, str]:
+        """The run directory (Mesos) or the checkpoint root, opened once: every walk starts there.
+
+        The run directory is reached from the agent's work_dir without following a symlink, so
+        a `latest` link or a link planted by the task never stands in for it.
+        """
+        if self._base_fd is None:
+            if self.mesos_run is not None:
+                run = self.mesos_run
+                fd = open_below(run.work_dir, run.relative, what="task %s" % self.task_id)
+                self._base_fd = _Descriptor(run.path, fd, real_below(run.work_dir, run.relative))
+            else:
+                flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+                self._base_fd = _Descriptor(self.root, os.open(self.root, flags), real_below(self.root, ()))
+        return self._base_fd.path, self._base_fd.fd, self._base_fd.real
+
     @property
     def metadata_anchors(self) -> Anchors:
-        """The checkpoint root itself, reached from the work_dir when it lies in a Mesos run."""
-        if self.mesos_run is not None:
-            return Anchors([self.mesos_run.work_dir], scope=self.root)
-        return Anchors([self.root], scope=self.root)
+        """The checkpoint root (inside the run directory when it lies in a Mesos run)."""
+        if self._metadata_anchors is None:
+            self._metadata_anchors = Anchors([self._base()], scope=self.root)
+        return self._metadata_anchors
 
     @property
     def checkpoint_dir(self) -> str:
@@ -120,18 +150,19 @@ class TaskFiles:
 
     def data_anchors(self) -> Anchors:
         """Where the header's sandbox and log directory may be, and whence they are reached."""
-        if self.mesos_run is not None:
-            return Anchors([self.mesos_run.work_dir], scope=self.mesos_run.path)
-        if self.header_trusted():
-            return Anchors(["/", self.root, *self._sandbox_roots])
-        return Anchors([self.root], scope=self.root)
+        if self._data_anchors is None:
+            if self.mesos_run is not None:
+                self._data_anchors = Anchors([self._base()], scope=self.mesos_run.path)
+            elif self.header_trusted():
+                self._data_anchors = Anchors(["/", self._base(), *self._sandbox_roots])
+            else:
+                self._data_anchors = Anchors([self._base()], scope=self.root)
+        return self._data_anchors
 
     # ---- reading the header safely -------------------------------------------------------
 
     def _open_checkpoint_dir(self) -> int:
-        anchors = self.metadata_anchors
-        anchor, parts = anchors.locate(self.checkpoint_dir)
-        return open_below(anchor, parts, what="task %s" % self.task_id)
+        return self.metadata_anchors.open_dir(self.checkpoint_dir, what="task %s" % self.task_id)
 
     def check_task_dir(self) -> None:
         """Raise UnsafePath if the checkpoint root or the task's checkpoint directory is a symlink."""
