@@ -158,10 +158,16 @@ def test_a_checkpoint_that_grew_is_read_from_the_cached_offset(tmp_path):
         second.stop()
 
 
-@pytest.mark.parametrize("damage", [b"not json at all", b'{"format": "thermos-observer-summary-cache", '
-                                    b'"version": 999, "tasks": []}', b'{"format": "x"}',
-                                    b'{"format": "thermos-observer-summary-cache", "version": 2, '
-                                    b'"tasks": [["r", "t", "active", 0, null, 0, null, "", "%%%", null, []]]}'])
+DAMAGED_CACHES = [
+    b"not json at all",
+    b'{"format": "thermos-observer-summary-cache", "version": 999, "tasks": []}',
+    b'{"format": "x"}',
+    b'{"format": "thermos-observer-summary-cache", "version": 2, '
+    b'"tasks": [["r", "t", "active", 0, null, 0, null, "", "%%%", null, []]]}',
+]
+
+
+@pytest.mark.parametrize("damage", DAMAGED_CACHES)
 def test_a_corrupt_or_foreign_cache_is_rebuilt(tmp_path, damage, caplog):
     state = tmp_path / "state"
     add_task(tmp_path / "root", "t1")
