@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
       help="where the runner checkpoints (default <MESOS_SANDBOX>/checkpoints)")
     a("--enable-memory-limit", dest="enable_memory_limit", action="store_true", default=False,
       help="stop a task whose processes' RSS exceeds its ram reservation (Mesos' cgroups usually do)")
+    a("--disk-collection-interval-secs", dest="disk_collection_interval_secs", type=float, default=60.0,
+      help="how often the sandbox's disk use is measured (default 60, as Aurora)")
+    a("--process-collection-interval-secs", dest="process_collection_interval_secs", type=float,
+      default=20.0, help="how often the task's processes are sampled (default 20, as Aurora)")
     a("--log_dir", default=None, help="directory of the executor's log (default $MESOS_SANDBOX)")
     a("--verbose", "-v", action="store_true", default=False, help="debug logging")
     return p
@@ -84,12 +88,28 @@ def setup_logging(log_dir: str, verbose: bool) -> None:
                         format="%(asctime)s %(levelname).1s %(name)s: %(message)s")
 
 
-def build_providers(args: argparse.Namespace) -> list[Any]:
-    """Status-checker providers in Aurora's order: health, resources, announcer (when configured)."""
+def build_providers(args: argparse.Namespace, checkpoint_root: str) -> list[Any]:
+    """Status-checker providers in Aurora's order: health, resources, announcer (with an ensemble).
+    AnnouncerConfigError (a ValueError) for a bad --announcer-zookeeper-auth-config file."""
     from thermos.executor.checkers.health import HealthCheckerProvider
+    from thermos.executor.checkers.resources import ResourceManagerProvider
 
-    providers: list[Any] = [HealthCheckerProvider(nosetuid_health_checks=args.nosetuid_health_checks,
-                                                  preserve_env=args.preserve_env)]
+    providers: list[Any] = [
+        HealthCheckerProvider(nosetuid_health_checks=args.nosetuid_health_checks,
+                              preserve_env=args.preserve_env),
+        ResourceManagerProvider(checkpoint_root, enforce_memory=args.enable_memory_limit,
+                                process_collection_interval=args.process_collection_interval_secs,
+                                disk_collection_interval=args.disk_collection_interval_secs),
+    ]
+    if args.announcer_ensemble:
+        from thermos.executor.checkers.announcer import AnnouncerProvider, load_zk_auth
+
+        auth = load_zk_auth(args.announcer_zookeeper_auth_config) if args.announcer_zookeeper_auth_config \
+            else None
+        providers.append(AnnouncerProvider(
+            args.announcer_ensemble, root=args.announcer_serverset_path,
+            allow_custom_serverset_path=args.announcer_allow_custom_serverset_path,
+            hostname=args.announcer_hostname, zk_auth=auth))
     return providers
 
 
@@ -107,17 +127,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from thermos.executor.aurora_executor import AuroraExecutor, ExecutorOptions
     from thermos.executor.driver import PyMesosDriver
 
+    checkpoint_root = args.checkpoint_root or os.path.join(os.path.abspath(env.sandbox), "checkpoints")
     options = ExecutorOptions(
-        checkpoint_root=args.checkpoint_root, execute_as_user=args.execute_as_user, nosetuid=args.nosetuid,
+        checkpoint_root=checkpoint_root, execute_as_user=args.execute_as_user, nosetuid=args.nosetuid,
         mesos_containerizer_path=args.mesos_containerizer_path, sandbox_mount_point=args.sandbox_mount_point,
         no_create_user=args.no_create_user, runner_logger_destination=args.runner_logger_destination,
         runner_logger_mode=args.runner_logger_mode, runner_rotate_log_size_mb=args.runner_rotate_log_size_mb,
         runner_rotate_log_backups=args.runner_rotate_log_backups, preserve_env=args.preserve_env,
         stop_timeout_in_secs=args.stop_timeout_in_secs)
     try:
-        providers = build_providers(args)
+        providers = build_providers(args, checkpoint_root)
     except ValueError as e:  # a bad flag value found while building a checker (e.g. the auth file)
         log.error("%s", e)
+        sys.stderr.flush()
         return 2
     executor = AuroraExecutor(env, options, providers)
     driver = PyMesosDriver(executor, env)

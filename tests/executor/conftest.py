@@ -1,1 +1,2 @@
 from tests.harness.mesos import agent_factory, mesos_agent  # noqa: F401
+from tests.harness.zookeeper import zookeeper  # noqa: F401

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -289,3 +290,70 @@ def test_bad_flags_are_one_line(mesos_agent, flag):
     assert len(err) == 1 and err[0].startswith("thermos_executor: error: "), err
     agent.wait_terminal("t1", T)
     assert agent.task_updates("t1")[-1].source == "SOURCE_AGENT"  # the agent fails the task
+
+
+def test_disk_limit_exceeded(mesos_agent):
+    agent = mesos_agent
+    task = thermos_task(("writer", "head -c 3000000 /dev/zero > big && sleep 600"),
+                        resources={"cpu": 0.1, "ram": 64 * 1024 * 1024, "disk": 1024 * 1024})
+    run = launch(agent, task_info_data(mesos_job(task), task_id="t1"),
+                 flags="--nosetuid --disk-collection-interval-secs=0.2")
+    update = finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"]
+    assert update.message.startswith("Disk limit exceeded.  Reserved 1048576 bytes vs used "), update.message
+    used = int(update.message.split("used ")[1].split()[0])
+    assert used >= 3_000_000
+    assert runner_state(run, "t1").statuses[-1].state == TaskState.KILLED
+
+
+def test_announcer_with_zookeeper_session_expiry_and_withdrawal_before_kill(mesos_agent, zookeeper, tmp_path):
+    import json
+
+    from kazoo.client import KazooClient
+
+    agent = mesos_agent
+    port = free_port()
+    events = str(tmp_path / "events")
+    job = mesos_job(thermos_task(("server", task_server_cmd("{{thermos.ports[http]}}", events))),
+                    announce={"primary_port": "http"})
+    data = task_info_data(job, task_id="t1", ports={"http": port}, instance=3)
+    run = launch(agent, data, flags="--nosetuid --announcer-ensemble=%s --announcer-hostname=host7"
+                 % zookeeper.connect_string)
+    path = "/aurora/www-data/prod/hello"
+    observer = KazooClient(hosts=zookeeper.connect_string)
+    observer.start(timeout=30)
+    try:
+        wait_running(agent, run)
+        members = wait_until(lambda: observer.exists(path) and observer.get_children(path), timeout=T)
+        [first] = members
+        record = json.loads(observer.get(path + "/" + first)[0])
+        assert record == {"serviceEndpoint": {"host": "host7", "port": port},
+                          "additionalEndpoints": {"http": {"host": "host7", "port": port},
+                                                  "aurora": {"host": "host7", "port": port}},
+                          "status": "ALIVE", "shard": 3}
+        # Session expiry: freeze the executor until ZooKeeper expires its session (the member goes).
+        os.killpg(run.proc.pid, signal.SIGSTOP)  # the executor's group (its runner has its own session)
+        try:
+            wait_until(lambda: observer.get_children(path) == [], timeout=T)
+        finally:
+            os.killpg(run.proc.pid, signal.SIGCONT)
+        [second] = wait_until(lambda: observer.get_children(path), timeout=T)
+        assert second != first
+        # The member is withdrawn before the task is signalled.
+        withdrawn: list[float] = []
+
+        def watch(children):
+            if children == [] and not withdrawn:
+                withdrawn.append(time.monotonic())
+
+        observer.ChildrenWatch(path, watch)
+        agent.kill("t1")
+        finish(agent, run)
+        assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+        wait_until(lambda: withdrawn, timeout=T)
+        with open(events) as fp:
+            term = [float(line.split()[0]) for line in fp if line.split()[1] == "SIGTERM"]
+        assert term and withdrawn[0] < term[0]
+    finally:
+        observer.stop()
+        observer.close()
