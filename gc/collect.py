@@ -14,9 +14,9 @@ import os
 from thermos.gc.safe_delete import Anchors, Freed, UnsafePath, components
 from thermos.gc.task_files import TaskFiles
 
-from thermos.monitoring.garbage import TaskGarbageCollector
 
-ActiveTask = TaskGarbageCollector.ActiveTask
+class ActiveTask(Exception):
+    """Raised instead of erasing anything of a task that is still active."""
 
 
 class RunStillLive(UnsafePath):

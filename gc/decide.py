@@ -20,14 +20,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from thermos.gen.aurora.ttypes import ScheduleStatus
+from thermos.gc.retained import TERMINAL_STATES as TERMINAL_SCHEDULE
+from thermos.gc.retained import ScheduleStatus
+
 from thermos.gen.thermos.ttypes import TaskState
 
 MINIMUM_KILL_AGE = 10 * 60.0  # a task younger than this is never killed (it may not be scheduled yet)
 ORPHAN_AGE = 60 * 60.0  # a dead runner's checkpoint must be this still before its task is LOST
-
-TERMINAL_SCHEDULE = frozenset((ScheduleStatus.FAILED, ScheduleStatus.FINISHED, ScheduleStatus.KILLED,
-                               ScheduleStatus.LOST))
 
 _TO_SCHEDULE = {TaskState.ACTIVE: ScheduleStatus.RUNNING, TaskState.CLEANING: ScheduleStatus.RUNNING,
                 TaskState.FINALIZING: ScheduleStatus.RUNNING, TaskState.SUCCESS: ScheduleStatus.FINISHED,

@@ -20,14 +20,12 @@ from dataclasses import dataclass
 
 import psutil
 from thermos.gc.decide import FsUsage, LocalTask
-from thermos.gc.safe_delete import UnsafePath, is_within
+from thermos.gc.safe_delete import BLOCK_SIZE, UnsafePath, is_within
 from thermos.gc.task_files import MesosRun, TaskFiles, mesos_run_of
 
 from thermos.common.recordio import RecordIO, ThriftRecordReader
-from thermos.core.helper import TaskRunnerHelper
 from thermos.gen.thermos.ttypes import RunnerCkpt, TaskStatus
 from thermos.monitoring.detector import PathDetector, TaskDetector
-from thermos.monitoring.disk import BLOCK_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +104,8 @@ def runner_verified(statuses: list[TaskStatus]) -> bool:
             return False
     except psutil.Error:
         return False
+    from thermos.core.helper import TaskRunnerHelper  # only when a runner pid is alive: ~5 MB
+
     return TaskRunnerHelper.this_is_really_our_pid(process, last.runner_uid, None,
                                                    (first.timestamp_ms or 0) / 1000.0)
 

@@ -31,14 +31,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from thermos.gc import retained as retained_wire
 from thermos.gc.decide import GcPolicy, Plan, decide, decide_orphans
 from thermos.gc.detect import HostScanner
 from thermos.gc.reclaim import collect_task, kill_task
+from thermos.gc.retained import TERMINAL_STATES, BadRequest
 from thermos.gc.task_files import mesos_run_of
-from thrift.TSerialization import deserialize
 
 from thermos.common.constants import DEFAULT_CHECKPOINT_ROOT, DEFAULT_SANDBOX_ROOT
-from thermos.gen.aurora.ttypes import AdjustRetainedTasks, ScheduleStatus
 from thermos.gen.thermos.ttypes import TaskState
 from thermos.monitoring.detector import (
     ChainedPathDetector,
@@ -62,29 +62,12 @@ UNDECODABLE = "Deserialization of GC task failed"
 KILLED_QUEUED = "Garbage collection task killed before it ran."
 
 
-class BadRequest(ValueError):
-    pass
-
-
 def decode_retained(data: bytes) -> dict[str, int]:
-    """The retainedTasks map of a TBinaryProtocol AdjustRetainedTasks; BadRequest if it is not one."""
-    try:
-        message = deserialize(AdjustRetainedTasks(), data)
-    except Exception as err:  # noqa: BLE001 - thrift raises many types on garbage
-        raise BadRequest("not an AdjustRetainedTasks: %s" % (err or type(err).__name__)) from None
-    retained = message.retainedTasks
-    if retained is None:
-        raise BadRequest("AdjustRetainedTasks without retainedTasks")
-    if not isinstance(retained, dict) or not all(
-            isinstance(k, str) and v in ScheduleStatus._VALUES_TO_NAMES for k, v in retained.items()):
-        raise BadRequest("retainedTasks must map task ids to ScheduleStatus values")
-    return dict(retained)
+    return retained_wire.decode(data)
 
 
 def encode_retained(retained: dict[str, int]) -> bytes:
-    from thrift.TSerialization import serialize
-
-    return serialize(AdjustRetainedTasks(retainedTasks=retained))
+    return retained_wire.encode(retained)
 
 
 @dataclass
@@ -245,8 +228,7 @@ class GcExecutor:
         driver.stop()
 
     def run_gc(self, driver: Any, request: GcRequest) -> Plan:
-        live = {task_id for task_id, status in request.retained.items() if status not in (
-            ScheduleStatus.FINISHED, ScheduleStatus.FAILED, ScheduleStatus.KILLED, ScheduleStatus.LOST)}
+        live = {task_id for task_id, status in request.retained.items() if status not in TERMINAL_STATES}
         tasks = self._scanner.scan(states_for=live)
         plan = decide(tasks, request.retained, self._policy, self._clock())
         log.info("GC %s: %d local tasks, %d retained: %s", request.task_id or "(framework message)",

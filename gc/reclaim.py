@@ -17,7 +17,6 @@ from thermos.gc.decide import LocalTask
 from thermos.gc.safe_delete import Freed, UnsafePath, format_bytes
 from thermos.gc.task_files import TaskFiles
 
-from thermos.core.helper import TaskRunnerHelper
 from thermos.gen.thermos.ttypes import TaskState
 
 log = logging.getLogger(__name__)
@@ -59,6 +58,8 @@ def kill_task(task: LocalTask, terminal_status: int = TaskState.KILLED) -> Outco
     checkpoint's lock and signals the pids it names, so a planted link must never point it at
     another task.
     """
+    from thermos.core.helper import TaskRunnerHelper  # the kill path is rare: import it then (~5 MB)
+
     verb = "killed" if terminal_status == TaskState.KILLED else "marked LOST"
     try:
         files = _files(task, None)

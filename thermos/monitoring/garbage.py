@@ -183,6 +183,8 @@ class TaskGarbageCollector:
             return getattr(collect, what)(self._files)
         except collect.UnsafePath as err:
             raise self.UnsafePath(str(err)) from None
+        except collect.ActiveTask as err:
+            raise self.ActiveTask(str(err)) from None
 
     def erase_task(self) -> Any:
         return self._erase("erase_task")
