@@ -65,6 +65,15 @@ class StartTimeout(TaskError):
     """The runner did not record the task in time (it was told to lose it)."""
 
 
+def default_runner_command() -> list[str]:
+    """`python -m thermos.runner`; inside a pex file (pex's bootstrap sets $PEX to its path) the same
+    file again with its entry point switched to the runner, so an agent fetches one file for both."""
+    pex = os.environ.get("PEX")
+    if pex and os.path.isfile(pex):
+        return ["/usr/bin/env", "PEX_MODULE=thermos.runner", sys.executable, pex]
+    return [sys.executable, "-m", "thermos.runner"]
+
+
 @dataclass
 class RunnerOptions:
     """The runner's command-line settings, as the executor's flags chose them."""
@@ -82,7 +91,8 @@ class RunnerOptions:
     rotate_log_size_mb: int | None = None
     rotate_log_backups: int | None = None
     preserve_env: bool = False
-    runner_command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "thermos.runner"])
+    runner_command: list[str] = field(default_factory=default_runner_command)
+
 
 
 class ThermosTaskRunner(StatusChecker):
