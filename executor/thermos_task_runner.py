@@ -94,7 +94,6 @@ class RunnerOptions:
     runner_command: list[str] = field(default_factory=default_runner_command)
 
 
-
 class ThermosTaskRunner(StatusChecker):
     """Start, watch and stop one task's runner (spec §1.4)."""
 
