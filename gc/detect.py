@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import psutil
 from thermos.gc.decide import FsUsage, LocalTask
-from thermos.gc.safe_delete import BLOCK_SIZE, UnsafePath, is_within
-from thermos.gc.task_files import MesosRun, TaskFiles, mesos_run_of
+from thermos.gc.safe_delete import BLOCK_SIZE, UnsafePath, is_within, open_below, real_below
+from thermos.gc.task_files import MesosRun, TaskFiles, finished_runs, mesos_run_of
 
 from thermos.common.recordio import RecordIO, ThriftRecordReader
 from thermos.gen.thermos.ttypes import RunnerCkpt, TaskStatus
@@ -132,35 +132,60 @@ class HostScanner:
         self._alive = alive
         self.devices: dict[int, str] = {}  # st_dev -> a path on that filesystem (for statvfs)
 
-    def files(self, root: str, task_id: str) -> TaskFiles:
+    def files(self, root: str, task_id: str, base: tuple[str, int, str] | None = None,
+              run: MesosRun | None | bool = True) -> TaskFiles:
         if self._sandbox_roots is None:
-            return TaskFiles(root, task_id)
-        return TaskFiles(root, task_id, self._sandbox_roots)
+            return TaskFiles(root, task_id, base=base, mesos_run=run)
+        return TaskFiles(root, task_id, self._sandbox_roots, base=base, mesos_run=run)
 
     def scan(self, states_for: Container[str] = (), sizes: bool = False,
              devices: bool = False) -> list[LocalTask]:
         """Every task; finished ones in `states_for` also get their last state read."""
         held = locked_inodes(self._proc_locks)
-        runs: dict[str, bool | None] = {}
+        sentinels: dict[str, set[tuple[str, ...]]] = {}
+        executors = _DirCache()
         tasks = []
-        for root in self._detector.get_paths():
-            run = mesos_run_of(root)
-            if run is not None and run.path not in runs:
-                runs[run.path] = run.finished()
-            run_finished = runs[run.path] if run is not None else None
-            by_state: dict[str, set[str]] = {"active": set(), "finished": set()}
-            for state, task_id in TaskDetector(root).get_task_ids():
-                if state in by_state:
-                    by_state[state].add(task_id)
-            for task_id in sorted(by_state["active"] | by_state["finished"]):
+        try:
+            for root in self._detector.get_paths():
+                run = mesos_run_of(root)
+                run_finished = None
+                base = None
+                if run is not None:
+                    if run.work_dir not in sentinels:
+                        sentinels[run.work_dir] = finished_runs(run.work_dir)
+                    run_finished = run.relative in sentinels[run.work_dir]
+                    try:
+                        base = executors.open_run(run)
+                    except (OSError, UnsafePath) as err:
+                        log.warning("Skipping the run %s: %s", run.path, err)
+                        continue
                 try:
-                    files = self.files(root, task_id)
-                except UnsafePath as err:
-                    log.warning("Skipping %s in %s: %s", task_id, root, err)
-                    continue
-                finished = task_id not in by_state["active"]
-                tasks.append(self._task(files, finished, task_id in states_for or not finished, held,
-                                        run_finished, run, sizes, devices))
+                    tasks.extend(self._root_tasks(root, run, run_finished, base, states_for, held, sizes,
+                                                  devices))
+                finally:
+                    if base is not None:
+                        os.close(base[1])
+        finally:
+            executors.close()
+        return tasks
+
+    def _root_tasks(self, root: str, run: MesosRun | None, run_finished: bool | None,
+                    base: tuple[str, int, str] | None, states_for: Container[str], held: set[tuple[int, int]],
+                    sizes: bool, devices: bool) -> list[LocalTask]:
+        by_state: dict[str, set[str]] = {"active": set(), "finished": set()}
+        for state, task_id in TaskDetector(root).get_task_ids():
+            if state in by_state:
+                by_state[state].add(task_id)
+        tasks = []
+        for task_id in sorted(by_state["active"] | by_state["finished"]):
+            try:
+                files = self.files(root, task_id, base, run)
+            except UnsafePath as err:
+                log.warning("Skipping %s in %s: %s", task_id, root, err)
+                continue
+            finished = task_id not in by_state["active"]
+            tasks.append(self._task(files, finished, task_id in states_for or not finished, held,
+                                    run_finished, run, sizes, devices))
         return tasks
 
     def _task(self, files: TaskFiles, finished: bool, want_statuses: bool, held: set[tuple[int, int]],
@@ -197,6 +222,26 @@ class HostScanner:
             if usage is not None:
                 result[device] = usage
         return result
+
+
+class _DirCache:
+    """`<work_dir>/slaves/<sid>/frameworks/<fid>/executors` opened once per scan (there are few)."""
+
+    def __init__(self) -> None:
+        self._fds: dict[tuple[str, tuple[str, ...]], int] = {}
+
+    def open_run(self, run: MesosRun) -> tuple[str, int, str]:
+        """The run directory as `(path, fd, real path)`, reached without following a symlink."""
+        key = (run.work_dir, run.relative[:5])
+        if key not in self._fds:
+            self._fds[key] = open_below(run.work_dir, run.relative[:5])
+        fd = open_below(self._fds[key], run.relative[5:], display=os.path.join(run.work_dir, *key[1]))
+        return run.path, fd, real_below(run.work_dir, run.relative)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 def _size(files: TaskFiles) -> int:

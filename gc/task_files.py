@@ -94,6 +94,36 @@ class _Descriptor:
         os.close(self.fd)
 
 
+def finished_runs(work_dir: str) -> set[tuple[str, ...]]:
+    """The runs (8 components below work_dir) whose `meta/.../executor.sentinel` exists, in one walk.
+
+    The agent's meta tree is root's, not the tasks'; `latest` links are skipped, not followed.
+    """
+    level: list[tuple[tuple[str, ...], str]] = [((), os.path.join(work_dir, "meta"))]
+    for token in _MESOS_TOKENS:
+        next_level = []
+        for rel, path in level:
+            for entry in _subdirs(os.path.join(path, token)):
+                next_level.append(((*rel, token, entry.name), entry.path))
+        level = next_level
+    finished = set()
+    for rel, path in level:
+        try:
+            if stat.S_ISREG(os.stat(os.path.join(path, SENTINEL), follow_symlinks=False).st_mode):
+                finished.add(rel)
+        except OSError:
+            continue
+    return finished
+
+
+def _subdirs(path: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as it:
+            return [e for e in it if e.name != "latest" and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
 def _private(st: os.stat_result, euid: int) -> bool:
     return st.st_uid in (0, euid) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
@@ -101,18 +131,23 @@ def _private(st: os.stat_result, euid: int) -> bool:
 class TaskFiles:
     """The deletable files of one task, the trusted directories they are reached from, and its header."""
 
-    def __init__(self, root: str, task_id: str,
-                 sandbox_roots: Sequence[str] = (DEFAULT_SANDBOX_ROOT,)) -> None:
+    def __init__(self, root: str, task_id: str, sandbox_roots: Sequence[str] = (DEFAULT_SANDBOX_ROOT,),
+                 base: tuple[str, int, str] | None = None, mesos_run: MesosRun | None | bool = True) -> None:
+        """`base`: the run directory (or root) already opened safely by the caller, as `(path, fd,
+        real path)`; it is duplicated, so the caller keeps and closes its own descriptor.
+        `mesos_run`: `mesos_run_of(root)` when the caller has it already."""
         if not task_id or "/" in task_id or task_id in (".", ".."):
             raise UnsafePath("invalid task id %r" % task_id)
         self.root = os.path.abspath(root)
         self.task_id = task_id
-        self.mesos_run = mesos_run_of(self.root)
+        self.mesos_run = mesos_run_of(self.root) if mesos_run is True else mesos_run or None
         self._sandbox_roots = tuple(sandbox_roots)
         self._header: RunnerHeader | None = None
         self._header_read = False
         self._trusted: bool | None = None
         self._base_fd: _Descriptor | None = None
+        if base is not None:
+            self._base_fd = _Descriptor(base[0], os.dup(base[1]), base[2])
         self._metadata_anchors: Anchors | None = None
         self._data_anchors: Anchors | None = None
 
