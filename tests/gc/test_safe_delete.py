@@ -1,6 +1,9 @@
 """safe_delete: trees are removed from descriptors, and no symlink ever leads the removal outside."""
 
+import json
 import os
+import shutil
+import tempfile
 
 import pytest
 from thermos.gc import safe_delete
@@ -204,18 +207,44 @@ def test_a_symlink_planted_between_stat_and_open_stops_that_branch(world, monkey
     assert snapshot(outside) == before
 
 
-def test_a_permission_error_is_one_line_and_the_rest_is_removed(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root may remove from any directory")
-    anchor = str(tmp_path)
+@pytest.fixture
+def open_tmp():
+    """A temporary directory every user can reach (pytest's are private to root)."""
+    path = tempfile.mkdtemp(prefix="thermos-gc-test-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_permission_error_is_one_line_and_the_rest_is_removed(open_tmp):
+    """Run as an unprivileged user (root drops to nobody in a child): a locked directory is one line."""
+    anchor = os.path.join(open_tmp, "anchor")
     top = os.path.join(anchor, "sandbox")
     os.makedirs(os.path.join(top, "locked"))
     open(os.path.join(top, "locked", "f"), "w").close()
     open(os.path.join(top, "free"), "w").close()
+    uid = 65534 if os.geteuid() == 0 else os.geteuid()
+    for directory, dirs, files in os.walk(anchor):
+        for name in [".", *dirs, *files]:
+            os.chown(os.path.join(directory, name), uid, -1)
     os.chmod(os.path.join(top, "locked"), 0o500)
-    try:
-        freed = Anchors([anchor]).remove(top)
-    finally:
-        os.chmod(os.path.join(top, "locked"), 0o700)
-    assert not freed.ok and "Permission denied" in freed.errors[0] and "\n" not in freed.errors[0]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.setuid(uid)
+            freed = Anchors([anchor]).remove(top)
+            os.write(write, json.dumps([freed.ok, freed.errors]).encode())
+        except BaseException as err:
+            os.write(write, json.dumps([None, [repr(err)]]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as fp:
+        ok, errors = json.loads(fp.read())
+    os.waitpid(pid, 0)
+    os.chmod(os.path.join(top, "locked"), 0o700)
+    # one line: the directories left non-empty because of it are not reported again
+    assert not ok and errors == ["cannot remove %s: Permission denied" % os.path.join(top, "locked", "f")]
     assert not os.path.exists(os.path.join(top, "free"))
+    assert os.path.exists(os.path.join(top, "locked", "f"))
