@@ -370,3 +370,17 @@ def test_no_traceback_reaches_the_user_on_a_corrupt_root(root):
                  ("gc", "--dryrun", "--max_space", "0"), ("kill", "broken")):
         result = thermos_proc(root, *args)
         assert "Traceback" not in result.err, args
+
+
+def test_gc_regex_matching_nothing_is_one_line_on_stderr(capsys, root):
+    result = thermos(capsys, root, "gc", "--dryrun", "nosuch")
+    assert result.code == 1 and result.err.count("\n") == 1
+    assert result.err.startswith("thermos gc: error: No finished tasks matched 'nosuch' in %s" % root)
+    result = thermos(capsys, root, "gc", "--dryrun", "hello_active")  # active only: never collected
+    assert result.code == 1 and "gc never collects active tasks" in result.err
+
+
+def test_gc_prompt_lists_the_tasks_it_would_delete(root):
+    result = thermos_proc(root, "gc", "--max_tasks", "0", stdin="n\n")
+    listing = result.out.split("Would garbage collect 2 tasks:\n", 1)[1].split("Continue", 1)[0]
+    assert sorted(listing.splitlines()) == ["  hello_done  (%s)" % root, "  other_done  (%s)" % root]

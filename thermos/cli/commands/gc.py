@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 
-from thermos.cli.common import CommandError, add_command_parser, get_path_detector, tasks_from_re
+from thermos.cli.common import CommandError, add_command_parser, get_path_detector, roots_text, tasks_from_re
 from thermos.common.constants import DEFAULT_SANDBOX_ROOT
 from thermos.gc.safe_delete import format_bytes
 from thermos.monitoring.garbage import GarbageCollectionPolicy, TaskGarbageCollector
@@ -154,11 +154,18 @@ def run(args: argparse.Namespace) -> int:
     if args.watch or args.once:
         return _watch(args)
     gc_tasks = _select(args)
+    if not gc_tasks and args.regexes:
+        raise CommandError("No finished tasks matched %s in %s (gc never collects active tasks; "
+                           "'thermos status --only finished' lists the others)" % (
+                               " ".join(repr(r) for r in args.regexes), roots_text(get_path_detector(args))))
     if not gc_tasks:
         print("No tasks to garbage collect.  Exiting")
         return 0
 
     if not args.force and not args.dryrun:
+        print("Would garbage collect %d task%s:" % (len(gc_tasks), "" if len(gc_tasks) == 1 else "s"))
+        for root, task_id in gc_tasks:
+            print("  %s  (%s)" % (task_id, root))
         print("Continue [y/N]? ", end="", flush=True)
         answer = sys.stdin.readline().strip() or "N"
         if answer.lower() != "y":
