@@ -25,6 +25,7 @@ from thermos.common import safe_fs
 from thermos.common.ckpt import CheckpointDispatcher
 from thermos.common.path import TaskPath
 from thermos.common.recordio import ThriftRecordWriter
+from thermos.core import containment
 from thermos.gen.thermos.ttypes import (
     ProcessState,
     ProcessStatus,
@@ -181,11 +182,21 @@ class TaskRunnerHelper:
 
     @classmethod
     def terminate_process(cls, state: RunnerState, process_name: str) -> bool:
-        _, process, _ = cls.scan_process(state, process_name)
+        """SIGTERM every process of the run, not only its shell (systemd's control-group mode).
+
+        Aurora signalled the `bash -c` alone: bash died and a server it had started never saw
+        SIGTERM before the SIGKILL. The run's process group (led by its coordinator, which ignores
+        SIGTERM) and every descendant of the user process get it.
+        """
+        coordinator, process, children = cls.scan_process(state, process_name)
         if process is None:
             return False
-        log.info("Sending SIGTERM to %s (pid %d)", process_name, process.pid)
-        cls.terminate_pid(process.pid)
+        log.info("Sending SIGTERM to %s (pid %d and %d descendants)", process_name, process.pid,
+                 len(children))
+        if coordinator is not None:
+            safe_signal(-coordinator.pid, signal.SIGTERM)
+        for proc in (process, *children):
+            cls.terminate_pid(proc.pid)
         return True
 
     @classmethod
@@ -392,6 +403,7 @@ class TaskRunnerHelper:
         try:
             if cls.is_task_terminal(state.statuses[-1].state):
                 log.info("Task %s is already terminal", task_id)
+                cls._kill_contained(checkpoint_root, task_id, state)
                 cls._finalize_if_active(pathspec)
                 return
 
@@ -416,7 +428,16 @@ class TaskRunnerHelper:
             write_task(terminal_status)
         finally:
             writer.close()
+        cls._kill_contained(checkpoint_root, task_id, state)
         cls._finalize_if_active(pathspec)
+
+    @staticmethod
+    def _kill_contained(checkpoint_root: str, task_id: str, state: RunnerState) -> None:
+        """What no tree walk finds: setsid() daemons orphaned by a dead runner (cgroup or marker)."""
+        header = state.header
+        for pid in containment.kill_task(checkpoint_root, task_id, header.uid if header else None,
+                                         exclude={os.getpid()}):
+            log.info("Killed leftover %d of task %s", pid, task_id)
 
     @classmethod
     def _finalize_if_active(cls, pathspec: TaskPath) -> None:

@@ -50,6 +50,7 @@ from typing import IO, NamedTuple, NoReturn, Protocol
 from thermos.common import safe_fs
 from thermos.common.path import TaskPath
 from thermos.common.recordio import RecordIO, ThriftRecordReader, ThriftRecordWriter
+from thermos.core.containment import MARKER_ENV
 from thermos.core.process_logging import (
     READ_BUFFER_SIZE,
     Handler,
@@ -259,7 +260,8 @@ class Process:
                  fork: Callable[[], int] | None = None, chroot: bool = False,
                  preserve_env: bool = False, mesos_containerizer_path: str | None = None,
                  container_sandbox: str | None = None,
-                 clock: Callable[[], float] = time.time, no_new_privs: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, no_new_privs: bool = True,
+                 task_marker: str | None = None) -> None:
         if not LoggerDestination.is_valid(logger_destination):
             raise ValueError("Logger destination %s is invalid." % logger_destination)
         if not LoggerMode.is_valid(logger_mode):
@@ -297,6 +299,10 @@ class Process:
         self._logdir_fd: int | None = None
         # The runner's open checkpoints/<task_id>; coordinator checkpoints are created relative to it.
         self.checkpoint_dir_fd: int | None = None
+        # cgroup.procs of the task's cgroup (thermos.core.containment): the coordinator joins it
+        # before it starts anything, so every descendant can be found by whoever kills the task.
+        self.cgroup_procs_fd: int | None = None
+        self._task_marker = task_marker
         if self._sandbox:
             os.close(safe_fs.open_dir(self._sandbox, create_mode=0o755))
 
@@ -416,6 +422,8 @@ class Process:
         env = dict(os.environ) if self._preserve_env else {}
         env.update(HOME=home, LOGNAME=user.pw_name, USER=user.pw_name,
                    PATH=self._task_path())
+        if self._task_marker is not None:
+            env[MARKER_ENV] = self._task_marker
         if host_cwd is not None and os.path.exists(os.path.join(host_cwd, self.RCFILE)):
             env["BASH_ENV"] = os.path.join(cwd, self.RCFILE)
         argv = None if self._containerizer is not None else ["/bin/bash", "-c", self._cmdline]
@@ -528,6 +536,11 @@ class Process:
         self._pid = self._platform.getpid()
         _reset_signals()
         os.setsid()  # first, so that nothing aimed at the runner's group reaches us from now on
+        if self.cgroup_procs_fd is not None:
+            try:
+                os.write(self.cgroup_procs_fd, b"0")  # join the task's cgroup before spawning
+            except OSError as err:
+                _say("%s: cannot join the task's cgroup: %s" % (self._name, err))
         keep = {ckpt.fileno(), control_r, *plan.console}
         if self._logdir_fd is not None:
             keep.add(self._logdir_fd)
@@ -682,7 +695,7 @@ class Process:
 def _reset_signals() -> None:
     """Give every handled signal back its default action: neither the runner's Python handlers
     nor C ones (faulthandler's) may run in a coordinator. Ignored signals stay ignored, SIGINT is
-    ignored as in Aurora, and nothing stays blocked."""
+    ignored as in Aurora, SIGTERM too (see below), and nothing stays blocked."""
     for sig in range(1, _signal.NSIG):
         try:
             if _signal.getsignal(sig) != _signal.SIG_IGN:
@@ -690,6 +703,9 @@ def _reset_signals() -> None:
         except (OSError, ValueError):
             pass  # SIGKILL, SIGSTOP and the C library's reserved signals
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    # The graceful stop SIGTERMs the run's whole process group, which the coordinator leads: it
+    # must live on to record the exit. The user process gets SIGTERM's default back at spawn.
+    _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
 
 

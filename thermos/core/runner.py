@@ -54,6 +54,7 @@ from thermos.config.loader import (
     printable,
 )
 from thermos.config.schema import ThermosContext
+from thermos.core import containment
 from thermos.core.helper import CHECKPOINT_DIR_MODE, TaskRunnerHelper
 from thermos.core.muxer import ProcessMuxer
 from thermos.core.process import Process, set_child_subreaper
@@ -161,6 +162,7 @@ class TaskRunnerTaskHandler(TaskStateHandler):
         r = self._runner
         if not r._recovery:
             r._kill()
+            r._kill_contained(remove=True)
             TaskRunnerHelper.finalize_task(r._pathspec)
 
     on_success = on_failed = on_killed = on_lost = _terminal
@@ -268,6 +270,8 @@ class TaskRunner:
 
         self._ckpt: ThriftRecordWriter[RunnerCkpt] | None = None
         self._ckpt_dir_fd: int | None = None
+        self._cgroup_fd: int | None = None
+        self._marker = containment.task_marker(checkpoint_root, task_id)
         self._waker: Waker | None = None
         self._terminal_state: int | None = None
         self._preemption_deadline: float | None = None
@@ -327,7 +331,7 @@ class TaskRunner:
             logger_mode=mode, rotate_log_size=size, rotate_log_backups=backups,
             preserve_env=self._preserve_env, mesos_containerizer_path=self._mesos_containerizer_path,
             container_sandbox=self._container_sandbox, clock=self._clock.time,
-            no_new_privs=self._no_new_privs)
+            no_new_privs=self._no_new_privs, task_marker=self._marker)
 
     def _logger_args(self, process: Any) -> tuple[str, str, int | None, int | None]:
         """Spec §5.10: a process's own logger wins; otherwise the runner's flags; else defaults."""
@@ -433,14 +437,17 @@ class TaskRunner:
         ckpt_file = self._pathspec.getpath("runner_checkpoint")
         self._ckpt_dir_fd = self._open_checkpoint_dir()
         self._muxer.dir_fd = self._ckpt_dir_fd
+        self._open_cgroup()
         try:
             self._ckpt = TaskRunnerHelper.open_checkpoint(ckpt_file, force=force, state=self._state,
                                                           dir_fd=self._ckpt_dir_fd)
         except TaskRunnerHelper.PermissionError as err:
             self._close_ckpt_dir()
+            self._close_cgroup()
             raise self.PermissionError(str(err)) from None
         except OSError as err:
             self._close_ckpt_dir()
+            self._close_cgroup()
             raise self.CheckpointError("cannot open checkpoint %s: %s" % (ckpt_file, err.strerror or err)) \
                 from None
         try:
@@ -456,6 +463,7 @@ class TaskRunner:
         finally:
             self.close_ckpt()
             self._close_ckpt_dir()
+            self._close_cgroup()
             if self._waker is not None:
                 self._waker.close()
                 self._waker = None
@@ -496,6 +504,30 @@ class TaskRunner:
             log.warning("Checkpoint root %s lies inside %s, which other users can write; keep checkpoint "
                         "roots on root-owned paths (README: Security model)", self._checkpoint_root, exposed)
         return fd
+
+    def _open_cgroup(self) -> None:
+        """The task's cgroup (created if missing; the same one a runner before us made)."""
+        cgroup = containment.TaskCgroup.locate(self._checkpoint_root, self._task_id)
+        if cgroup is None or not cgroup.create():
+            return
+        try:
+            self._cgroup_fd = cgroup.open_procs()
+        except OSError as err:
+            log.warning("Cannot use cgroup %s: %s", cgroup.path, err.strerror)
+
+    def _close_cgroup(self) -> None:
+        if self._cgroup_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._cgroup_fd)
+            self._cgroup_fd = None
+
+    def _kill_contained(self, remove: bool) -> None:
+        """Everything left in the task's cgroup, or carrying its marker: daemons that setsid()
+        away from every tree, including ones a dead runner before us left behind."""
+        uid = self._state.header.uid if self._state.header else None
+        for pid in containment.kill_task(self._checkpoint_root, self._task_id, uid,
+                                         exclude={os.getpid()}, remove=remove):
+            log.info("Killed leftover %d of the task", pid)
 
     def _close_ckpt_dir(self) -> None:
         if self._ckpt_dir_fd is not None:
@@ -563,6 +595,7 @@ class TaskRunner:
         """Finish what a runner killed right after recording the terminal state left undone."""
         for name in self._state.processes:
             TaskRunnerHelper.kill_process(self._state, name)
+        self._kill_contained(remove=True)
         active = self._pathspec.given(state="active").getpath("task_path")
         if os.path.exists(active):
             TaskRunnerHelper.finalize_task(self._pathspec)
@@ -696,6 +729,7 @@ class TaskRunner:
                 if current is None or current.state != ProcessState.WAITING:
                     raise self.InternalError("Process %s has a coordinator but is not WAITING" % name)
             process.checkpoint_dir_fd = self._ckpt_dir_fd
+            process.cgroup_procs_fd = self._cgroup_fd
             try:
                 process.start()
                 launched = True
@@ -769,6 +803,7 @@ class TaskRunner:
                 self._set_process_status(name, ProcessState.LOST)
         for pid in TaskRunnerHelper.kill_descendants():
             log.info("Killed leftover descendant %d", pid)
+        self._kill_contained(remove=False)
         TaskRunnerHelper.reap_children()
 
     def kill(self, force: bool = False, terminal_status: int = TaskState.KILLED,

@@ -1,0 +1,190 @@
+"""Finding every process of a task, whoever kills it: a per-task cgroup, else an inherited marker.
+
+A double-forked `setsid()` daemon leaves its task's process tree and, once its runner is dead, is
+a child of pid 1: no tree walk finds it. So each coordinator puts itself into the task's cgroup
+before it starts anything, and every process it starts inherits the membership; a later runner,
+`thermos kill` or the executor finds the same cgroup by name (derived from the checkpoint root and
+task id) and kills it as a whole.
+
+* cgroup v2 (the `unified` mount on hybrid hosts, or /sys/fs/cgroup itself): `cgroup.kill` kills
+  every member atomically, even one forking at that moment.
+* cgroup v1 `freezer` (what Mesos uses): freeze, list, SIGKILL, thaw; nothing can fork meanwhile.
+* neither (not root, or no writable hierarchy): every task process gets THERMOS_TASK_MARKER in its
+  environment, and a /proc scan of the task user's processes finds what still carries it.
+
+`THERMOS_CGROUP=off` in the environment turns cgroups off (tests of the marker path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import signal
+import time
+
+log = logging.getLogger(__name__)
+
+MARKER_ENV = "THERMOS_TASK_MARKER"
+PARENT = "thermos"
+_V2_MOUNTS = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+_V1_FREEZER = "/sys/fs/cgroup/freezer"
+
+
+def task_marker(checkpoint_root: str, task_id: str) -> str:
+    """One name per (checkpoint root, task id): the cgroup's name and the environment marker."""
+    digest = hashlib.sha1(("%s\0%s" % (os.path.abspath(checkpoint_root), task_id)).encode(
+        "utf-8", "surrogateescape")).hexdigest()[:12]
+    return "%s.%s" % (task_id[:200], digest)
+
+
+def _is_cgroup2(path: str) -> bool:
+    return os.path.exists(os.path.join(path, "cgroup.procs")) and os.path.exists(
+        os.path.join(path, "cgroup.controllers"))
+
+
+class TaskCgroup:
+    """The cgroup holding a task's coordinators and everything they start."""
+
+    def __init__(self, path: str, version: int) -> None:
+        self.path = path
+        self.version = version
+
+    @classmethod
+    def locate(cls, checkpoint_root: str, task_id: str) -> TaskCgroup | None:
+        """Where the task's cgroup is (or would be) on this host; None without a usable hierarchy."""
+        if os.environ.get("THERMOS_CGROUP") == "off":
+            return None
+        name = task_marker(checkpoint_root, task_id)
+        for mount in _V2_MOUNTS:
+            if _is_cgroup2(mount) and os.access(mount, os.W_OK):
+                return cls(os.path.join(mount, PARENT, name), 2)
+        if os.path.isdir(_V1_FREEZER) and os.access(_V1_FREEZER, os.W_OK):
+            return cls(os.path.join(_V1_FREEZER, PARENT, name), 1)
+        return None
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.path)
+
+    def create(self) -> bool:
+        try:
+            os.makedirs(self.path, mode=0o755, exist_ok=True)
+            return True
+        except OSError as err:
+            log.warning("Cannot create cgroup %s (%s); falling back to the environment marker",
+                        self.path, err.strerror)
+            return False
+
+    def open_procs(self) -> int:
+        """A descriptor on cgroup.procs: a forked child writes b"0" to it to join."""
+        return os.open(os.path.join(self.path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+
+    def pids(self) -> list[int]:
+        try:
+            with open(os.path.join(self.path, "cgroup.procs")) as fp:
+                return [int(line) for line in fp if line.strip()]
+        except OSError:
+            return []
+
+    def _write(self, name: str, value: str) -> bool:
+        try:
+            with open(os.path.join(self.path, name), "w") as fp:
+                fp.write(value)
+            return True
+        except OSError:
+            return False
+
+    def kill(self, timeout: float = 5.0) -> list[int]:
+        """SIGKILL every member and wait (bounded) until the cgroup is empty; returns the pids."""
+        victims = self.pids()
+        if not victims:
+            return []
+        if self.version == 2 and self._write("cgroup.kill", "1"):
+            pass
+        elif self.version == 1:
+            self._freeze_kill_thaw()
+        else:
+            for pid in victims:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while self.pids() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        left = self.pids()
+        if left:
+            log.warning("cgroup %s still has %s after SIGKILL", self.path, left)
+        return victims
+
+    def _freeze_kill_thaw(self) -> None:
+        self._write("freezer.state", "FROZEN")
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                with open(os.path.join(self.path, "freezer.state")) as fp:
+                    if fp.read().strip() == "FROZEN":
+                        break
+            except OSError:
+                break
+            time.sleep(0.002)
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        self._write("freezer.state", "THAWED")
+
+    def remove(self, timeout: float = 2.0) -> bool:
+        """rmdir once empty (a SIGKILLed member needs a moment to leave)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.rmdir(self.path)
+                return True
+            except FileNotFoundError:
+                return True
+            except OSError as err:
+                if err.errno != errno.EBUSY or time.monotonic() >= deadline:
+                    log.warning("Cannot remove cgroup %s: %s", self.path, err.strerror)
+                    return False
+            time.sleep(0.005)
+
+
+def marked_pids(marker: str, uid: int | None) -> list[int]:
+    """Processes (of `uid`, if given) whose environment carries the task's marker."""
+    needle = ("%s=%s" % (MARKER_ENV, marker)).encode("utf-8", "surrogateescape")
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            if uid is not None and os.stat("/proc/" + entry).st_uid != uid:
+                continue
+            with open("/proc/%s/environ" % entry, "rb") as fp:
+                if needle in fp.read().split(b"\0"):
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def kill_task(checkpoint_root: str, task_id: str, uid: int | None, exclude: set[int] | None = None,
+              remove: bool = True) -> list[int]:
+    """SIGKILL whatever is left of a task through its cgroup and its marker; returns the pids.
+
+    `remove` deletes the cgroup afterwards (when the task is over, not between its stages).
+    """
+    killed: list[int] = []
+    cgroup = TaskCgroup.locate(checkpoint_root, task_id)
+    if cgroup is not None and cgroup.exists():
+        killed += cgroup.kill()
+        if remove:
+            cgroup.remove()
+    skip = set(exclude or ()) | {os.getpid()}
+    for pid in marked_pids(task_marker(checkpoint_root, task_id), uid):
+        if pid in skip:
+            continue
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
