@@ -130,8 +130,16 @@ def test_unbound_variable_outside_processes_names_the_task():
 
 def test_task_without_processes_or_name():
     assert error_for(Task(processes=[])) == (
-        'examples/bad.thermos: unnamed task: has no processes and no name (add a process, or set '
-        'name=...)')
+        'examples/bad.thermos: unnamed task: has no processes and no name (add at least one process, '
+        'processes = [Process(name = ..., cmdline = ...)], and set name = ...)')
+
+
+@pytest.mark.parametrize('task', [Task(name='x'), Task(name='x', processes=[])])
+def test_task_without_processes_is_invalid(task):
+    # Aurora's planner crashed on the first with a TypeError; the second "succeeded" running nothing.
+    assert error_for(task) == (
+        "examples/bad.thermos: task 'x': has no processes (add at least one: processes = "
+        "[Process(name = ..., cmdline = ...)])")
 
 
 def test_bad_port_reference():

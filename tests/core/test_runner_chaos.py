@@ -75,7 +75,8 @@ def test_chaos(tmp_path, baselines, trial):
     kills = [round(rng.uniform(0.02, 0.8), 3) for _ in range(rng.randint(1, 3))]
     harness = RunnerHarness(SHAPES[name](), root=str(tmp_path))
     result = harness.run_with_kills(kills)
-    assert result.returncode == 0, result.stderr
+    # 105: the task had already finished before the last restart (nothing left to run).
+    assert result.returncode in (0, 105), result.stderr
     assert_states_agree(result)
     baseline = baselines[name]
     context = "shape %s, kills at %s (seed %d)" % (name, kills, SEED + trial)

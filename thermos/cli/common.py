@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -127,6 +128,9 @@ def get_task_from_options(args: Sequence[str], opts: argparse.Namespace, **kw: A
 
     if len(args) != 1:
         raise CommandError("Should specify precisely one config, instead got: %s" % list(args))
+    if os.path.isdir(args[0]):
+        raise CommandError("%s is a directory, not a config (give a .thermos file, or task JSON with "
+                           "--json)" % args[0])
     bindings = getattr(opts, "bindings", None) or []
     try:
         if getattr(opts, "json", False):
@@ -141,7 +145,8 @@ def get_task_from_options(args: Sequence[str], opts: argparse.Namespace, **kw: A
     except Exception as err:  # noqa: BLE001 - the loader's errors are described as one line
         raise CommandError(describe_config_error(err, source=args[0])) from None
     if not task_list:
-        raise CommandError("No tasks specified!")
+        raise CommandError("No tasks specified! (%s exports none: a .thermos file names its tasks with "
+                           "export(Task(...)))" % args[0])
     name = getattr(opts, "task", None)
     if name is None:
         if len(task_list) > 1:

@@ -469,6 +469,7 @@ class ThermosTaskValidator:
     @classmethod
     def assert_valid_task(cls, task: Task, source: str | None = None) -> None:
         cls.assert_typecheck(task, source=source)
+        cls.assert_has_processes(task, source=source)
         cls.assert_valid_names(task, source=source)
         cls.assert_valid_backoff(task, source=source)
         cls.assert_valid_plan(task, source=source)
@@ -479,6 +480,22 @@ class ThermosTaskValidator:
         error = _type_error(task, source)
         if error is not None:
             raise error
+
+    @classmethod
+    def assert_has_processes(cls, task: Task, source: str | None = None) -> None:
+        """A task runs at least one process.
+
+        Fixes an Aurora bug: a task without processes crashed the planner with a TypeError
+        (and an empty list made a task that "succeeded" having run nothing).
+        """
+        if _task_processes(task):
+            return
+        context = _error_context(task, source)
+        fix = 'processes = [Process(name = ..., cmdline = ...)]'
+        if context['unnamed_task']:
+            raise InvalidTaskError('has no processes and no name (add at least one process, %s, and '
+                                   'set name = ...)' % fix, **context)
+        raise InvalidTaskError('has no processes (add at least one: %s)' % fix, **context)
 
     @classmethod
     def assert_valid_names(cls, task: Task, source: str | None = None) -> None:

@@ -1,8 +1,9 @@
 """thermos_runner: run one task from its JSON config until it is terminal (spec thermos.md §10.1).
 
 Exit codes (thermos.common.statuses): 0 when the task reached a terminal state (whatever it was:
-the checkpoint says which), 101 internal error or missing ports, 102 invalid task, 103 unknown
-error, 104 unknown user, 105 task already terminal, 106 checkpoint write failed. Every failure is
+the checkpoint says which), 101 internal error or missing ports, 102 invalid task (including a
+task without processes), 103 unknown error, 104 unknown user, 105 the task had already finished
+before this runner started (nothing was run), 106 checkpoint write failed. Every failure is
 one line on stderr. Signals: SIGUSR1 kills the task (KILLED, with a 60 s preemption wait),
 SIGUSR2 loses it (LOST, no wait), SIGINT/SIGTERM kill it like SIGUSR1; SIGHUP and SIGALRM are
 ignored (a closed terminal must not orphan the task).
@@ -30,7 +31,9 @@ PREEMPTION_WAIT = 60.0
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="thermos_runner", description="Run a Thermos task to completion.")
-    p.add_argument("--thermos_json", required=True, help="the task, as written by `thermos run --json`")
+    p.add_argument("--thermos_json", required=True,
+                   help="the task as JSON: 'thermos inspect --task-json CONFIG' writes it from a .thermos "
+                        "file (the executor writes it from the Mesos task)")
     p.add_argument("--sandbox", required=True, help="directory the processes run in")
     p.add_argument("--container_sandbox", default=None, help="the sandbox as seen inside a container")
     p.add_argument("--checkpoint_root", required=True, help="root of checkpoints and task records")
@@ -145,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         return fail(statuses.INVALID_TASK, str(err))
 
+    # Aurora exited 0 on a finished task without a word; the README promises 105 (and the
+    # executor reads 105 as 0). run() then returns at once, having only finished what a runner
+    # killed right after its last record left undone.
+    already_terminal = runner.is_terminal
     def on_signal(signum: int, frame: object) -> None:
         if signum == signal.SIGUSR2:
             runner.request_kill(TaskState.LOST, 0.0)
@@ -175,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if args.dump_state:
             dump_state(runner, args.dump_state)
+    if already_terminal and code == 0:
+        code = fail(statuses.TERMINAL_TASK, "task %s already finished %s under %s; nothing was run" % (
+            runner.task_id, TaskState._VALUES_TO_NAMES.get(runner.task_state, runner.task_state),
+            args.checkpoint_root))
     return code
 
 

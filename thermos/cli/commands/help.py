@@ -27,12 +27,21 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for module in args.modules:
         if command_name(module) == args.topic:
-            print("command %s:" % args.topic)
-            print((module.__doc__ or "").rstrip())
+            print("command %s:" % args.topic)  # Aurora's form: the name, then the docstring
+            print((module.__doc__ or "").strip())
             print()
             subparsers = next(a for a in args.parser._actions if isinstance(a, argparse._SubParsersAction))
-            print(subparsers.choices[args.topic].format_help().rstrip())
+            print(_usage_and_options(subparsers.choices[args.topic]))
             return 0
     print("unknown command: %s (the commands are: %s)" % (
         args.topic, ", ".join(command_name(m) for m in args.modules)), file=sys.stderr)
     return 1
+
+
+def _usage_and_options(parser: argparse.ArgumentParser) -> str:
+    """The parser's help without its description: that is the docstring, printed once above."""
+    description, parser.description = parser.description, None
+    try:
+        return parser.format_help().rstrip()
+    finally:
+        parser.description = description
