@@ -66,10 +66,12 @@ class StartTimeout(TaskError):
 
 
 def default_runner_command() -> list[str]:
-    """`python -m thermos.runner`; inside a pex file (pex's bootstrap sets $PEX to its path) the same
-    file again with its entry point switched to the runner, so an agent fetches one file for both."""
+    """`python -m thermos.runner`. In a zipapp pex file (pex's bootstrap sets $PEX to its path; thermos
+    then lives outside the interpreter's prefix, so `-m` cannot find it) it is the same file again
+    with its entry point switched to the runner, so an agent fetches one file for both."""
     pex = os.environ.get("PEX")
-    if pex and os.path.isfile(pex):
+    installed = os.path.abspath(__file__).startswith(os.path.join(sys.prefix, ""))  # pex --venv
+    if pex and os.path.isfile(pex) and not installed:
         return ["/usr/bin/env", "PEX_MODULE=thermos.runner", sys.executable, pex]
     return [sys.executable, "-m", "thermos.runner"]
 
