@@ -57,11 +57,16 @@ from thermos.core.process_logging import (
     LogDestinationResolver,
     LoggerDestination,
     LoggerMode,
+    RotatingFileHandler,
+    StreamHandler,
+    TeeHandler,
     pump,
 )
 from thermos.gen.thermos.ttypes import ProcessState, ProcessStatus, RunnerCkpt
 
-__all__ = ["LoggerDestination", "LoggerMode", "Platform", "Process", "RealPlatform"]
+# Aurora's names, importable from here as they were from apache.thermos.core.process.
+__all__ = ["LogDestinationResolver", "LoggerDestination", "LoggerMode", "Platform", "Process", "RealPlatform",
+           "RotatingFileHandler", "StreamHandler", "TeeHandler"]
 
 TASK_FILESYSTEM_MOUNT_POINT = "taskfs"
 PR_SET_CHILD_SUBREAPER = 36

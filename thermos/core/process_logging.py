@@ -18,12 +18,20 @@ Differences from Aurora, all deliberate:
   after a chroot and a symlink planted in the log directory is never followed by root; a file
   that already exists is written only if it is a single-link file of the expected owner (never
   chowned), and new files get mode 0644 whatever the umask (`thermos.common.safe_fs`).
+
+Aurora's calling form still works: `LogDestinationResolver(task_path, destination, mode,
+rotate_log_size, rotate_log_backups)` with a TaskPath naming the process and run returns Aurora's
+objects from `get_handlers()` (see `LogDestinationResolver`), and `StreamHandler` and `TeeHandler`
+take any object with `write`. Log sizes are plain bytes (Aurora took a twitter.common `Amount`).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import select
+import sys
+from typing import IO, Any
 
 from thermos.common import safe_fs
 
@@ -199,10 +207,50 @@ class RotatingFileHandler(Handler):
             self._dir_fd = None
 
 
-class TeeHandler(Handler):
-    """Writes every chunk to both sinks; a failure of one does not starve the other."""
+class StreamHandler(Handler):
+    """Writes to a stream object (a file, `sys.stdout`, a StringIO), flushing after every write.
 
-    def __init__(self, first: Handler, second: Handler) -> None:
+    Aurora's class of the same name: `close()` closes the stream only when `close=True`. Bytes
+    written to a text stream go to its binary buffer (or are decoded when it has none).
+    """
+
+    def __init__(self, stream: Any, close: bool = False) -> None:
+        super().__init__()
+        self._stream = stream
+        self._close = close
+
+    @property
+    def stream(self) -> Any:
+        return self._stream
+
+    def fileno(self) -> int:
+        return int(self._stream.fileno())
+
+    def write(self, data: Any) -> None:
+        stream = self._stream
+        if isinstance(data, bytes | bytearray | memoryview) and isinstance(stream, io.TextIOBase):
+            buffer = getattr(stream, "buffer", None)
+            stream.flush()
+            if buffer is not None:
+                buffer.write(data)
+                buffer.flush()
+                return
+            data = bytes(data).decode("utf-8", "replace")
+        stream.write(data)
+        stream.flush()
+
+    def close(self) -> None:
+        if self._close:
+            self._stream.close()
+
+
+class TeeHandler(Handler):
+    """Writes every chunk to both sinks; a failure of one does not starve the other.
+
+    The sinks are Handlers, or (as Aurora allowed) any objects with `write` and `close`.
+    """
+
+    def __init__(self, first: Any, second: Any) -> None:
         super().__init__()
         self.first = first
         self.second = second
@@ -216,11 +264,18 @@ class TeeHandler(Handler):
     def drain(self, src_fd: int, buf: memoryview) -> int:
         n = os.readv(src_fd, [buf])
         if n:
-            self.first._write_counted(buf[:n])
-            self.second._write_counted(buf[:n])
-            self.dropped = self.first.dropped + self.second.dropped
-            self.error = self.second.error or self.first.error
+            self._write_to(self.first, buf[:n])
+            self._write_to(self.second, buf[:n])
+            self.dropped = getattr(self.first, "dropped", 0) + getattr(self.second, "dropped", 0)
+            self.error = getattr(self.second, "error", None) or getattr(self.first, "error", None)
         return n
+
+    @staticmethod
+    def _write_to(sink: Any, data: memoryview) -> None:
+        if isinstance(sink, Handler):
+            sink._write_counted(data)
+        else:
+            sink.write(data)
 
     def close(self) -> None:
         try:
@@ -232,11 +287,19 @@ class TeeHandler(Handler):
 class LogDestinationResolver:
     """Builds the stdout and stderr handlers for one process run from its logger settings.
 
-    `console` are the descriptors that stand for the coordinator's own stdout and stderr; `owner`
-    (uid, gid) is applied to files created while still root.
+    `logdir` is the run's log directory, or (Aurora's form) a TaskPath with `process` and `run`
+    whose `process_logdir` it names. `console` are the descriptors that stand for the
+    coordinator's own stdout and stderr; `owner` (uid, gid) is applied to files created while
+    still root; `dir_fd` is the log directory, already opened safely.
+
+    Given a TaskPath, `get_handlers()` returns what Aurora's did, made as safely as the rest:
+    console -> `sys.stdout`, `sys.stderr` themselves; file (standard) -> binary file objects
+    opened for append; none -> `StreamHandler`s over /dev/null; both -> `TeeHandler`s of a
+    `StreamHandler(sys.stdout/err)` and the file; rotate -> `RotatingFileHandler`s. The log
+    directory is created if missing, as Aurora's `safe_open` did.
     """
 
-    def __init__(self, logdir: str, destination: str = LoggerDestination.FILE,
+    def __init__(self, logdir: Any, destination: str = LoggerDestination.FILE,
                  mode: str = LoggerMode.STANDARD, rotate_log_size: int | None = None,
                  rotate_log_backups: int | None = None, console: tuple[int, int] = (1, 2),
                  owner: tuple[int, int] | None = None, dir_fd: int | None = None) -> None:
@@ -249,7 +312,8 @@ class LogDestinationResolver:
                 raise ValueError("Log size cannot be less than one byte.")
             if rotate_log_backups is None or rotate_log_backups <= 0:
                 raise ValueError("Log backups cannot be less than one.")
-        self.logdir = logdir
+        self.pathspec = logdir if hasattr(logdir, "getpath") else None  # Aurora's TaskPath form
+        self.logdir: str = logdir.getpath("process_logdir") if self.pathspec is not None else logdir
         self.destination = destination
         self.mode = mode
         self.rotate_log_size = rotate_log_size
@@ -260,12 +324,19 @@ class LogDestinationResolver:
 
     @property
     def handlers_are_files(self) -> bool:
-        """True when the handlers are descriptors to give the process directly (no pump)."""
-        return self.destination in (LoggerDestination.CONSOLE, LoggerDestination.NONE) or (
+        """True when the handlers are descriptors to give the process directly (no pump).
+
+        `none` is direct /dev/null, except in Aurora's form, whose StreamHandlers were pumped.
+        """
+        if self.destination == LoggerDestination.NONE:
+            return self.pathspec is None
+        return self.destination == LoggerDestination.CONSOLE or (
             self.destination == LoggerDestination.FILE and self.mode == LoggerMode.STANDARD)
 
-    def get_handlers(self) -> tuple[Handler, Handler, bool]:
+    def get_handlers(self) -> tuple[Any, Any, bool]:
         """(stdout, stderr, handlers_are_files); files are created here."""
+        if self.pathspec is not None:
+            return self._aurora_handlers()
         if self.destination == LoggerDestination.NONE:
             return self._devnull(), self._devnull(), True
         if self.destination == LoggerDestination.CONSOLE:
@@ -280,6 +351,29 @@ class LogDestinationResolver:
             stderr = TeeHandler(FdHandler(self.console[1], owned=False), stderr)
             return stdout, stderr, False
         return stdout, stderr, self.handlers_are_files
+
+    def _aurora_handlers(self) -> tuple[Any, Any, bool]:
+        """What Aurora's resolver returned for the same settings (see the class docstring)."""
+        if self.destination == LoggerDestination.NONE:
+            return (StreamHandler(open(os.devnull, "wb"), close=True),
+                    StreamHandler(open(os.devnull, "wb"), close=True), False)
+        if self.destination == LoggerDestination.CONSOLE:
+            return sys.stdout, sys.stderr, True
+        dir_fd = os.dup(self.dir_fd) if self.dir_fd is not None else safe_fs.open_dir(
+            self.logdir, create_mode=0o755, leaf_owner=self.owner)
+        try:
+            if self.mode == LoggerMode.STANDARD and self.destination == LoggerDestination.FILE:
+                return self._file_object(STDOUT, dir_fd), self._file_object(STDERR, dir_fd), True
+            stdout, stderr = self._file(STDOUT, dir_fd), self._file(STDERR, dir_fd)
+        finally:
+            os.close(dir_fd)
+        if self.destination == LoggerDestination.BOTH:
+            return (TeeHandler(StreamHandler(sys.stdout), stdout),
+                    TeeHandler(StreamHandler(sys.stderr), stderr), False)
+        return stdout, stderr, False
+
+    def _file_object(self, name: str, dir_fd: int) -> IO[bytes]:
+        return os.fdopen(open_log(name, dir_fd, self.owner), "ab")
 
     @staticmethod
     def _devnull() -> FdHandler:
