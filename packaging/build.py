@@ -238,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
             import deb  # packaging/deb.py, beside this file
 
-            paths.append(deb.build_deb(build_dir, build_dir, project_version()))
+            try:
+                paths.append(deb.build_deb(build_dir, build_dir, project_version()))
+            except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+                raise BuildError("the Debian package: %s" % e) from None
         os.makedirs(args.out, exist_ok=True)
         for path in paths:
             shutil.copy2(path, os.path.join(args.out, os.path.basename(path)))
