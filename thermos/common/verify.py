@@ -543,9 +543,10 @@ class Report:
     checkpoint_dir: str
     root: str | None
     findings: list[Finding]
-    task_state: int | None = None
+    task_state: int | None = None  # the last task state recorded (before the damage, if `partial`)
     records: int = 0
     coordinators: list[str] = field(default_factory=list)
+    partial: bool = False  # the runner checkpoint is damaged: records past the damage are unknown
 
     @property
     def problems(self) -> list[Finding]:
@@ -562,7 +563,8 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "checkpoint_dir": self.checkpoint_dir, "root": self.root,
                 "state": _tname(self.task_state) if self.task_state is not None else None,
-                "consistent": self.consistent, "records": self.records, "coordinators": self.coordinators,
+                "consistent": self.consistent, "partial": self.partial, "records": self.records,
+                "coordinators": self.coordinators,
                 "problems": [f.to_json() for f in self.problems], "notes": [f.to_json() for f in self.notes]}
 
 
@@ -606,6 +608,7 @@ def verify_task(checkpoint_dir: str, runner_file: str = "runner", root: str | No
         if data:
             report.findings.extend(findings)
         report.records = view.records
+        report.partial = view.partial
         if task_id is None and view.header_task_id:
             report.task_id = view.header_task_id
         report.task_state = view.task_state

@@ -65,6 +65,8 @@ def _resolve(target: str, args: argparse.Namespace) -> list[tuple[str, str, str 
 
 def _summary(report: Report) -> str:
     state = "no task state" if report.task_state is None else "state %s" % report.to_json()["state"]
+    if report.partial:
+        state += " before the damage"
     counts = "%d runner record%s, %d coordinator checkpoint%s, %s" % (
         report.records, "" if report.records == 1 else "s", len(report.coordinators),
         "" if len(report.coordinators) == 1 else "s", state)
