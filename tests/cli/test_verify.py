@@ -158,3 +158,32 @@ def test_bad_arguments_are_one_line_and_exit_2(live):
     assert result.code == 2 and result.err == (
         "thermos verify: error: Must specify tasks or checkpoints! (e.g. thermos verify hello_world or "
         "thermos verify /var/run/thermos/checkpoints/hello_world)\n")
+
+
+def test_the_readme_session(tmp_path):
+    """README 'Operating a host': two runs of examples/hello_world.thermos, one damaged, one torn."""
+    root = str(tmp_path / "ops")
+    for task_id in ("hello_1", "hello_2"):
+        result = thermos_proc(root, "run", "--sandbox", os.path.join(root, "sandbox"), "--task_id", task_id,
+                              "examples/hello_world.thermos")
+        assert result.code == 0, result.err
+    runner_1, runner_2 = (os.path.join(root, "checkpoints", t, "runner") for t in ("hello_1", "hello_2"))
+    assert len(frames(runner_1)) == 9
+    offset = flip(runner_2, 4)
+    result = thermos_proc(root, "verify", "hello_1", "hello_2")
+    assert result.code == 1 and result.err == ""
+    assert result.out.splitlines() == [
+        "hello_1: consistent (9 runner records, 1 coordinator checkpoint, state SUCCESS)",
+        "%s: record 4 at byte %d: corrupt record: undecodable record (TypeError: struct field had wrong "
+        "type: expected 12 but got 127); readers stop here; 4 whole records follow it, which readers never "
+        "see" % (runner_2, offset),
+        "hello_2: 1 problem (4 runner records, 1 coordinator checkpoint, state ACTIVE before the damage)"]
+    size = os.path.getsize(runner_1)
+    with open(runner_1, "ab") as fp:
+        fp.write(b"\x00\x00\x00\x30\x0c\x00")
+    result = thermos_proc(root, "verify", os.path.join(root, "checkpoints", "hello_1"))
+    assert result.code == 0
+    assert result.out.splitlines() == [
+        "%s: record 9 at byte %d: note: torn tail: the last frame announces 48 bytes but only 2 follow (an "
+        "append cut short; readers ignore it)" % (runner_1, size),
+        "hello_1: consistent (9 runner records, 1 coordinator checkpoint, state SUCCESS)"]

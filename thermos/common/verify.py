@@ -639,4 +639,13 @@ def verify_task(checkpoint_dir: str, runner_file: str = "runner", root: str | No
     else:
         state = None if view.partial else report.task_state  # a damaged checkpoint may end early
         report.findings.extend(check_task_json(root, report.task_id, state))
+    report.findings = _in_file_order(report.findings)
     return report
+
+
+def _in_file_order(findings: list[Finding]) -> list[Finding]:
+    """Each file's findings together (files in the order first met), by record within a file."""
+    rank: dict[str, int] = {}
+    for finding in findings:
+        rank.setdefault(finding.path, len(rank))
+    return sorted(findings, key=lambda f: (rank[f.path], f.record is None, f.record or 0))
