@@ -454,3 +454,67 @@ def test_outside_a_root_the_task_json_is_not_checked(task, tmp_path):
     assert report.consistent and report.task_id == "mixed"
     assert [(f.severity, f.message) for f in report.findings] == [
         (NOTE, "task JSON not checked: the directory is not laid out as ROOT/checkpoints/TASK_ID")]
+
+
+# ---- rules that a real run cannot easily be bent into breaking ---------------------------------------
+
+
+def runner_problems(tmp_path, records: list[RunnerCkpt]) -> list[str]:
+    from thermos.common.verify import check_runner
+
+    path = str(tmp_path / "runner")
+    rewrite(path, records)
+    with open(path, "rb") as fp:
+        scan = scan_stream(fp.read(), path)
+    assert scan.findings == []
+    return [f.message for f in check_runner(scan.frames, path, "hello_world")[1]]
+
+
+def test_stream_shape_rules(tmp_path):
+    from thermos.testing import ckpt as synth
+
+    run = synth.process_run("p", 0)
+    # where the header stands is not a rule (Aurora's thrift comment and its runner disagree on it)
+    assert runner_problems(tmp_path, [synth.header(), synth.task_status(TaskState.ACTIVE)] + run) == []
+    assert runner_problems(tmp_path, [synth.task_status(TaskState.CLEANING), synth.header()]) == [
+        "the first task status is CLEANING, not ACTIVE"]
+    assert runner_problems(tmp_path, [synth.task_status(TaskState.ACTIVE)] + run) == [
+        "no runner header (readers cannot rebuild the task without one)"]
+    assert runner_problems(tmp_path, [synth.header()]) == [
+        "no task status (a runner checkpoint starts with ACTIVE)"]
+    assert runner_problems(tmp_path, [synth.task_status(TaskState.ACTIVE), synth.header(), RunnerCkpt(),
+                                      RunnerCkpt(task_status=synth.task_status(0).task_status,
+                                                 runner_header=synth.header().runner_header)]) == [
+        "empty record (no member of RunnerCkpt is set)",
+        "record sets runner_header and task_status at once (a RunnerCkpt holds one)"]
+
+
+def test_process_rules(tmp_path):
+    from thermos.testing import ckpt as synth
+
+    start = [synth.task_status(TaskState.ACTIVE), synth.header()]
+    waiting, forked, running, success = synth.process_run("p", 0)
+    assert runner_problems(tmp_path, start + [forked]) == [
+        "process p: first record is FORKED, not WAITING (seq 1)"]
+    success.process_status.seq = 2
+    assert runner_problems(tmp_path, start + [waiting, forked, success]) == [
+        "process p: illegal transition FORKED -> SUCCESS (seq 2)"]
+    running.process_status.pid = None
+    assert runner_problems(tmp_path, start + [waiting, forked, running]) == [
+        "process p: RUNNING record (seq 2) lacks pid"]
+    again = synth.process_run("p", 1)[0]
+    assert runner_problems(tmp_path, start + [waiting, again]) == [
+        "process p: illegal transition WAITING -> WAITING (seq 1)"]
+
+
+def test_a_coordinator_holds_only_its_own_process(task):
+    coordinator = task.coordinator("hello")
+    records = task.records(coordinator)
+    records[0].process_status.process = "flaky"
+    rewrite(coordinator, records)
+    forked = find(task.runner, is_process("hello", ProcessState.FORKED))
+    assert lines(task.verify().problems) == [
+        "%s: record %d at byte %d: process hello: seq 1 (FORKED) is not in its coordinator checkpoint %s" % (
+            task.runner, forked, offset_of(task.runner, forked), coordinator),
+        "%s: record 0 at byte 0: record of process 'flaky' (seq 1) in the checkpoint of "
+        "'hello'" % coordinator]

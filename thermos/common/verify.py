@@ -639,13 +639,14 @@ def verify_task(checkpoint_dir: str, runner_file: str = "runner", root: str | No
     else:
         state = None if view.partial else report.task_state  # a damaged checkpoint may end early
         report.findings.extend(check_task_json(root, report.task_id, state))
-    report.findings = _in_file_order(report.findings)
+    paths = [runner_path] + [os.path.join(checkpoint_dir, name) for name in names]
+    report.findings = _in_file_order(report.findings, paths)
     return report
 
 
-def _in_file_order(findings: list[Finding]) -> list[Finding]:
-    """Each file's findings together (files in the order first met), by record within a file."""
-    rank: dict[str, int] = {}
+def _in_file_order(findings: list[Finding], paths: list[str]) -> list[Finding]:
+    """Each file's findings together (`paths` first, then as met), by record within a file."""
+    rank = {path: i for i, path in enumerate(paths)}
     for finding in findings:
         rank.setdefault(finding.path, len(rank))
     return sorted(findings, key=lambda f: (rank[f.path], f.record is None, f.record or 0))
