@@ -1,5 +1,5 @@
-"""Long-lived runner memory: one process that fails and is restarted N times under a real
-thermos_runner, with the runner's RSS (and PSS) sampled throughout, beside same-run baselines.
+"""Long-lived runner memory: N runs of failing processes, restarted one after the other under a
+real thermos_runner, with the runner's RSS (and PSS) sampled throughout, beside same-run baselines.
 
 The runner freezes its GC at every coordinator fork and never unfreezes it (thermos/core/process.py
 `Process._fork`), so cyclic garbage that was alive at some fork is never collected. This shows
@@ -17,15 +17,17 @@ Runners measured (each a real `python -m thermos.runner`):
 Baselines, same run:
   fork loop   a Python process with the runner's imports that forks N children the way the runner
               does (gc.collect(1) + gc.freeze() + fork, the child posix_spawns `bash -c 'exit 1'`)
-  state       the memory the task's history needs: RSS of a fresh interpreter after replaying the
-              final checkpoint (every run of every process is kept in RunnerState, as in Aurora),
-              minus its RSS before the replay
+  history     the memory the task's history needs: the Python heap (tracemalloc) and RSS a fresh
+              interpreter gains by replaying the final checkpoint (every run of every process is
+              kept in RunnerState, as in Aurora)
 
 Growth per 1,000 restarts is the least-squares slope of RSS over the restart count, taken after
 the first 10 % of the runs (imports, first-use caches and allocator arenas settle there).
 
 Usage: python bench/runner_soak.py [--restarts 5000] [--variants shipped,nofreeze,unfreeze]
-(defaults: 5,000 runs, shipped and nofreeze: about four minutes on two busy cores)
+(defaults: 5,000 runs, shipped and nofreeze: two to three minutes on two busy cores; a runner
+grows "beyond its history" when its late RSS slope exceeds the history's by more than 0.1 MB per
+1,000 runs)
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ for i in range(1, n + 1):
         print(i, rss, pss, flush=True)
 """
 
-# The state baseline: the Python heap the replayed history of the task holds (tracemalloc), and the
+# The history baseline: the Python heap the replayed history of the task holds (tracemalloc), and the
 # RSS it adds, in a fresh interpreter.
 STATE = r"""
 import gc, sys, tracemalloc
