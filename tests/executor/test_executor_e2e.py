@@ -4,7 +4,11 @@ real tasks under thermos_runner. Each test asserts the exact sequence of updates
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
+import stat
+import sys
 import time
 
 import pytest
@@ -20,6 +24,7 @@ from tests.harness.executor import (
 )
 from tests.harness.mesos import dump_executors
 from thermos.gen.thermos.ttypes import TaskState
+from thermos.testing.mesos_agent import MesosAgent
 from thermos.testing.wait import wait_until
 
 T = 90.0  # bound for every wait (a loaded 2-core machine)
@@ -357,3 +362,53 @@ def test_announcer_with_zookeeper_session_expiry_and_withdrawal_before_kill(meso
     finally:
         observer.stop()
         observer.close()
+
+
+def test_memory_limit_exceeded_with_enable_memory_limit(mesos_agent):
+    agent = mesos_agent
+    limit = 32 * 1024 * 1024
+    # The task holds ~96 MB of touched memory two seconds after it starts (so RUNNING comes first).
+    hog = "sleep 2 && exec %s -c %s" % (shlex.quote(sys.executable), shlex.quote(
+        "import time; held = b'x' * (96 << 20); time.sleep(600)"))
+    task = thermos_task(("hog", hog), resources={"cpu": 0.1, "ram": limit, "disk": 64 * 1024 * 1024})
+    run = launch(agent, task_info_data(mesos_job(task), task_id="t1"),
+                 flags="--nosetuid --enable-memory-limit --process-collection-interval-secs=0.2")
+    pid = wait_until(lambda: process_pid(run, "t1", "hog"), timeout=T)
+    update = finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"]
+    match = re.fullmatch(r"Memory limit exceeded\.  Reserved 33554432 bytes vs used (\d+) bytes\.",
+                         update.message)
+    assert match, update.message
+    assert int(match.group(1)) > limit
+    assert not alive(pid)
+    assert runner_state(run, "t1").statuses[-1].state == TaskState.KILLED
+
+
+@pytest.fixture
+def open_agent(traversable_dir):
+    """An agent whose work_dir every user can traverse, as a real agent's is."""
+    agent = MesosAgent(os.path.join(traversable_dir, "mesos"))
+    agent.start()
+    yield agent
+    agent.stop()
+
+
+@pytest.mark.root
+def test_task_runs_as_its_role_user_with_setuid(open_agent, role_user):
+    agent = open_agent
+    name = role_user.pw_name
+    job = mesos_job(thermos_task(("whoami", "id -un && id -u && touch made-by-task")), role=name)
+    run = launch(agent, task_info_data(job, task_id="t1", role=name), flags="")  # no --nosetuid
+    update = finish(agent, run)
+    assert agent.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+    assert update.message == "Task finished."
+    sandbox = os.path.join(run.directory, "sandbox")
+    st = os.stat(sandbox)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (role_user.pw_uid, role_user.pw_gid, 0o700)
+    assert os.stat(os.path.join(sandbox, "made-by-task")).st_uid == role_user.pw_uid
+    logs = os.path.join(sandbox, ".logs", "whoami", "0")
+    for path in (logs, os.path.join(logs, "stdout"), os.path.join(logs, "stderr")):
+        assert os.stat(path).st_uid == role_user.pw_uid, path
+    with open(os.path.join(logs, "stdout")) as fp:
+        assert fp.read() == "%s\n%d\n" % (name, role_user.pw_uid)
+    assert runner_state(run, "t1").header.user == name
