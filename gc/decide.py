@@ -37,7 +37,7 @@ _TO_MESOS = {TaskState.ACTIVE: "TASK_RUNNING", TaskState.CLEANING: "TASK_RUNNING
              TaskState.FAILED: "TASK_FAILED", TaskState.KILLED: "TASK_KILLED", TaskState.LOST: "TASK_LOST"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LocalTask:
     """A task found in a checkpoint root, as the detector saw it."""
 
@@ -120,8 +120,13 @@ def _age(task: LocalTask, now: float) -> float:
 
 
 def decide(tasks: Iterable[LocalTask], retained: Mapping[str, int] | None, policy: GcPolicy, now: float,
-           usage: Mapping[int, FsUsage] | None = None) -> Plan:
-    """The plan for one pass. `retained` maps task id -> ScheduleStatus; None means no scheduler."""
+           usage: Mapping[int, FsUsage] | None = None, report_absent: bool = True) -> Plan:
+    """The plan for one pass. `retained` maps task id -> ScheduleStatus; None means no scheduler.
+
+    With a scheduler every task is decided on its own, so the tasks may come in batches
+    (`report_absent=False`, then `absent_updates` with every id seen); the watch policies
+    (count, space, pressure) need them all at once.
+    """
     plan = Plan()
     local = sorted(tasks, key=lambda t: (t.modified, t.root, t.task_id))  # oldest first
     finished: list[LocalTask] = []
@@ -138,14 +143,18 @@ def decide(tasks: Iterable[LocalTask], retained: Mapping[str, int] | None, polic
     if retained is not None:
         for task in finished:
             _decide_finished(task, retained, policy, now, plan)
-        seen = {task.task_id for task in local}
-        for task_id, status in sorted(retained.items()):
-            if task_id not in seen and status not in TERMINAL_SCHEDULE and status != ScheduleStatus.ASSIGNED:
-                plan.updates.append(Update(task_id, "TASK_LOST", ScheduleStatus.LOST,
-                                           "GC executor found no trace of task."))
+        if report_absent:
+            plan.updates.extend(absent_updates({task.task_id for task in local}, retained))
     else:
         _decide_watch(finished, policy, now, usage or {}, plan)
     return plan
+
+
+def absent_updates(seen: set[str], retained: Mapping[str, int]) -> list[Update]:
+    """TASK_LOST for each task the scheduler thinks is live that left no trace here."""
+    return [Update(task_id, "TASK_LOST", ScheduleStatus.LOST, "GC executor found no trace of task.")
+            for task_id, status in sorted(retained.items())
+            if task_id not in seen and status not in TERMINAL_SCHEDULE and status != ScheduleStatus.ASSIGNED]
 
 
 def decide_orphans(tasks: Iterable[LocalTask], retained: Mapping[str, int] | None, policy: GcPolicy,

@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Container, Iterable
+import stat
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 
 import psutil
 from thermos.gc.decide import FsUsage, LocalTask
 from thermos.gc.safe_delete import BLOCK_SIZE, UnsafePath, is_within, open_below, real_below
-from thermos.gc.task_files import MesosRun, TaskFiles, finished_runs, mesos_run_of
+from thermos.gc.task_files import SENTINEL, MesosRun, TaskFiles, mesos_run_of
 
 from thermos.common.recordio import RecordIO, ThriftRecordReader
 from thermos.gen.thermos.ttypes import RunnerCkpt, TaskStatus
@@ -123,10 +124,12 @@ def fs_usage(path: str) -> FsUsage | None:
 class HostScanner:
     """Builds the `LocalTask`s of every checkpoint root a path detector finds."""
 
-    def __init__(self, path_detector: PathDetector, sandbox_roots: Iterable[str] | None = None,
+    def __init__(self, path_detector: PathDetector | Callable[[], Iterable[str]],
+                 sandbox_roots: Iterable[str] | None = None,
                  proc_locks: str = "/proc/locks",
                  alive: Callable[[list[TaskStatus]], bool] = runner_verified) -> None:
-        self._detector = path_detector
+        # A detector's list, or a generator of roots (a work_dir of 10,000 runs need not be held).
+        self._roots = path_detector.get_paths if isinstance(path_detector, PathDetector) else path_detector
         self._sandbox_roots = tuple(sandbox_roots) if sandbox_roots is not None else None
         self._proc_locks = proc_locks
         self._alive = alive
@@ -141,19 +144,21 @@ class HostScanner:
     def scan(self, states_for: Container[str] = (), sizes: bool = False,
              devices: bool = False) -> list[LocalTask]:
         """Every task; finished ones in `states_for` also get their last state read."""
+        return [task for batch in self.scan_batches(states_for, sizes, devices) for task in batch]
+
+    def scan_batches(self, states_for: Container[str] = (), sizes: bool = False, devices: bool = False,
+                     batch: int = 256) -> Iterator[list[LocalTask]]:
+        """The same tasks in batches of about `batch`, so that a caller need not hold them all."""
         held = locked_inodes(self._proc_locks)
-        sentinels: dict[str, set[tuple[str, ...]]] = {}
         executors = _DirCache()
-        tasks = []
+        tasks: list[LocalTask] = []
         try:
-            for root in self._detector.get_paths():
+            for root in self._roots():
                 run = mesos_run_of(root)
                 run_finished = None
                 base = None
                 if run is not None:
-                    if run.work_dir not in sentinels:
-                        sentinels[run.work_dir] = finished_runs(run.work_dir)
-                    run_finished = run.relative in sentinels[run.work_dir]
+                    run_finished = executors.run_finished(run)
                     try:
                         base = executors.open_run(run)
                     except (OSError, UnsafePath) as err:
@@ -165,9 +170,13 @@ class HostScanner:
                 finally:
                     if base is not None:
                         os.close(base[1])
+                if len(tasks) >= batch:
+                    yield tasks
+                    tasks = []
+            if tasks:
+                yield tasks
         finally:
             executors.close()
-        return tasks
 
     def _root_tasks(self, root: str, run: MesosRun | None, run_finished: bool | None,
                     base: tuple[str, int, str] | None, states_for: Container[str], held: set[tuple[int, int]],
@@ -224,6 +233,39 @@ class HostScanner:
         return result
 
 
+def iter_roots(fixed: Iterable[str], work_dirs: Iterable[str], sandbox_path: str = "checkpoints"
+               ) -> Iterator[str]:
+    """The fixed roots, then every `<run>/checkpoints` under each Mesos work_dir, one at a time.
+
+    The same roots as a ChainedPathDetector of Fixed and Mesos detectors, without building the list
+    (and `latest` links skipped, as the agent's layout requires).
+    """
+    seen = set()
+    for root in fixed:
+        if root not in seen:
+            seen.add(root)
+            yield root
+    for work_dir in work_dirs:
+        for sid in _dirs(os.path.join(work_dir, "slaves")):
+            for fid in _dirs(os.path.join(sid, "frameworks")):
+                for eid in _dirs(os.path.join(fid, "executors")):
+                    for cid in _dirs(os.path.join(eid, "runs")):
+                        root = os.path.join(cid, sandbox_path)
+                        if os.path.isdir(root):
+                            yield root
+
+
+def _dirs(path: str) -> Iterator[str]:
+    """Subdirectories of `path` (not symlinks), in name order, listed lazily enough for large trees."""
+    try:
+        with os.scandir(path) as it:
+            names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return
+    for name in names:
+        yield os.path.join(path, name)
+
+
 class _DirCache:
     """`<work_dir>/slaves/<sid>/frameworks/<fid>/executors` opened once per scan (there are few)."""
 
@@ -237,6 +279,22 @@ class _DirCache:
             self._fds[key] = open_below(run.work_dir, run.relative[:5])
         fd = open_below(self._fds[key], run.relative[5:], display=os.path.join(run.work_dir, *key[1]))
         return run.path, fd, real_below(run.work_dir, run.relative)
+
+    def run_finished(self, run: MesosRun) -> bool:
+        """Whether the agent wrote the run's `executor.sentinel`.
+
+        The agent's meta tree is root's, never the tasks': only its top is walked without
+        symlinks, and the rest is one `stat` (the run's own ids never name `latest`).
+        """
+        key = (run.work_dir, ("meta", *run.relative[:5]))
+        try:
+            if key not in self._fds:
+                self._fds[key] = open_below(run.work_dir, key[1])
+            st = os.stat(os.path.join(*run.relative[5:], SENTINEL), dir_fd=self._fds[key],
+                         follow_symlinks=False)
+        except (OSError, UnsafePath):
+            return False
+        return stat.S_ISREG(st.st_mode)
 
     def close(self) -> None:
         for fd in self._fds.values():

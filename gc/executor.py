@@ -32,20 +32,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from thermos.gc import retained as retained_wire
-from thermos.gc.decide import GcPolicy, Plan, decide, decide_orphans
-from thermos.gc.detect import HostScanner
+from thermos.gc.decide import GcPolicy, Plan, absent_updates, decide, decide_orphans
+from thermos.gc.detect import HostScanner, iter_roots
 from thermos.gc.reclaim import collect_task, kill_task
 from thermos.gc.retained import TERMINAL_STATES, BadRequest
 from thermos.gc.task_files import mesos_run_of
 
 from thermos.common.constants import DEFAULT_CHECKPOINT_ROOT, DEFAULT_SANDBOX_ROOT
 from thermos.gen.thermos.ttypes import TaskState
-from thermos.monitoring.detector import (
-    ChainedPathDetector,
-    FixedPathDetector,
-    MesosPathDetector,
-    PathDetector,
-)
 
 log = logging.getLogger("gc_executor")
 
@@ -227,17 +221,26 @@ class GcExecutor:
         driver.wait_acknowledged(ACK_WAIT)
         driver.stop()
 
-    def run_gc(self, driver: Any, request: GcRequest) -> Plan:
+    def run_gc(self, driver: Any, request: GcRequest) -> None:
+        """One GC pass, in batches of tasks (each task is decided on its own; memory stays flat)."""
         live = {task_id for task_id, status in request.retained.items() if status not in TERMINAL_STATES}
-        tasks = self._scanner.scan(states_for=live)
-        plan = decide(tasks, request.retained, self._policy, self._clock())
-        log.info("GC %s: %d local tasks, %d retained: %s", request.task_id or "(framework message)",
-                 len(tasks), len(request.retained), plan.summary())
+        seen: set[str] = set()
+        counts = dict.fromkeys(("kill", "lose", "delete", "updates", "skipped"), 0)
+        now = self._clock()
+        for batch in self._scanner.scan_batches(states_for=live):
+            seen.update(task.task_id for task in batch if task.task_id in request.retained)
+            plan = decide(batch, request.retained, self._policy, now, report_absent=False)
+            self._carry_out(driver, plan)
+            for name in counts:
+                counts[name] += len(getattr(plan, name))
+        absent = Plan(updates=absent_updates(seen, request.retained))
+        self._carry_out(driver, absent)
+        counts["updates"] += len(absent.updates)
+        log.info("GC %s: %d retained: %s", request.task_id or "(framework message)", len(request.retained),
+                 ", ".join("%s %d" % item for item in counts.items()))
         self._last_retained = request.retained
-        self._carry_out(driver, plan)
         if request.task_id is not None:
             driver.send_status_update(request.task_id, "TASK_FINISHED", FINISHED)
-        return plan
 
     def clean_orphans(self, driver: Any) -> Plan:
         plan = decide_orphans(self._scanner.scan(), self._last_retained, self._policy, self._clock())
@@ -291,13 +294,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def path_detector(roots: Sequence[str], mesos_root: str | None) -> PathDetector:
-    detectors: list[PathDetector] = [FixedPathDetector(root) for root in roots]
-    if mesos_root:
-        detectors.append(MesosPathDetector(mesos_root))
-    return ChainedPathDetector(*detectors)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -316,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     roots = args.roots or [DEFAULT_CHECKPOINT_ROOT]
     sandbox_roots = (DEFAULT_SANDBOX_ROOT, *args.sandbox_roots)
     policy = GcPolicy(minimum_kill_age=args.minimum_kill_age, orphan_age=args.orphan_age)
-    scanner = HostScanner(path_detector(roots, mesos_root), sandbox_roots)
+    scanner = HostScanner(lambda: iter_roots(roots, [mesos_root] if mesos_root else []), sandbox_roots)
     executor = GcExecutor(scanner, policy, idle_timeout=args.idle_timeout, max_lifetime=args.max_lifetime,
                           poll_wait=args.poll_interval, sandbox_roots=sandbox_roots)
     log.info("gc_executor: roots %s, Mesos work_dir %s", ", ".join(roots), mesos_root or "(none)")

@@ -94,36 +94,6 @@ class _Descriptor:
         os.close(self.fd)
 
 
-def finished_runs(work_dir: str) -> set[tuple[str, ...]]:
-    """The runs (8 components below work_dir) whose `meta/.../executor.sentinel` exists, in one walk.
-
-    The agent's meta tree is root's, not the tasks'; `latest` links are skipped, not followed.
-    """
-    level: list[tuple[tuple[str, ...], str]] = [((), os.path.join(work_dir, "meta"))]
-    for token in _MESOS_TOKENS:
-        next_level = []
-        for rel, path in level:
-            for entry in _subdirs(os.path.join(path, token)):
-                next_level.append(((*rel, token, entry.name), entry.path))
-        level = next_level
-    finished = set()
-    for rel, path in level:
-        try:
-            if stat.S_ISREG(os.stat(os.path.join(path, SENTINEL), follow_symlinks=False).st_mode):
-                finished.add(rel)
-        except OSError:
-            continue
-    return finished
-
-
-def _subdirs(path: str) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(path) as it:
-            return [e for e in it if e.name != "latest" and e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return []
-
-
 def _private(st: os.stat_result, euid: int) -> bool:
     return st.st_uid in (0, euid) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 

@@ -48,11 +48,11 @@ class HeldScanner(HostScanner):
         self.release = threading.Event()
         self.scans = 0
 
-    def scan(self, *args, **kwargs):
+    def scan_batches(self, *args, **kwargs):
         self.scans += 1
         self.entered.set()
         assert self.release.wait(30)
-        return super().scan(*args, **kwargs)
+        return super().scan_batches(*args, **kwargs)
 
 
 def task(task_id, retained=None, data=None):
