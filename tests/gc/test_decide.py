@@ -168,3 +168,11 @@ def test_relief_needs_both_low_water_marks():
 def test_deletion_order_is_oldest_first_whatever_the_input_order():
     tasks = tasks_by_age(4)
     assert ids(plan_for(list(reversed(tasks)), {}).delete) == ["t0", "t1", "t2", "t3"]
+
+
+def test_a_finished_task_whose_runner_still_holds_the_lock_is_never_collected():
+    task = done(runner_alive=True)
+    for retained in ({}, None):
+        plan = plan_for([task], retained, max_age=0)
+        assert not plan.delete and not plan.pressure
+        assert plan.skipped == [(task, "finished, but a runner still holds its checkpoint")]

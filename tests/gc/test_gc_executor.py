@@ -4,6 +4,8 @@ import os
 import shutil
 import time
 import uuid
+from re import escape as re_escape
+from re import search as re_search
 
 import pytest
 from thermos.gc.executor import encode_retained
@@ -96,6 +98,8 @@ def test_a_gc_task_reconciles_the_host_with_the_scheduler(agent, tmp_path, host)
     # the symlinked sandbox was refused and nothing outside changed; `latest` links are intact
     assert snapshot(outside) == before and os.path.islink(evil.sandbox)
     stderr = run.log_text()
+    collected = r"collected forgotten in %s: freed \d+\.\d KiB" % re_escape(runs["forgotten"].root)
+    assert re_search(collected, stderr)
     assert "skipped evil in %s: %s is a symlink: not followed, left in place" % (
         evil.root, evil.sandbox) in stderr
     assert os.path.islink(os.path.join(os.path.dirname(runs["kept"].path), "latest"))

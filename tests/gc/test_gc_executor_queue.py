@@ -5,6 +5,7 @@ one over an empty root whose scan can be held, so that "a GC is running" is a st
 controls instead of a race.
 """
 
+import os
 import threading
 
 import pytest
@@ -136,3 +137,34 @@ def test_idle_and_lifetime_limits_end_the_executor(tmp_path):
         assert driver.stopped.wait(30)
         worker.join(timeout=30)
         assert executor.exit_reason == reason
+
+
+def test_between_requests_dead_runners_are_marked_lost(tmp_path):
+    """Aurora's clean_orphans: an ACTIVE checkpoint whose runner is gone, untouched for the orphan age."""
+    import time
+
+    from thermos.gc.decide import GcPolicy
+
+    from tests.monitoring.fixtures import make_task
+    from thermos.common.ckpt import CheckpointDispatcher
+    from thermos.gen.thermos.ttypes import TaskState
+
+    root = str(tmp_path / "root")
+    make_task(root, "orphan", state="active", mtime=time.time() - 7200)  # its runner pid is long gone
+    make_task(root, "recent", state="active", mtime=time.time())
+    driver = RecordingDriver()
+    executor = GcExecutor(HostScanner(FixedPathDetector(root)), GcPolicy(orphan_age=3600), poll_wait=0.05,
+                          idle_timeout=60)
+    worker = threading.Thread(target=executor.run, args=(driver,), daemon=True)
+    worker.start()
+    try:
+        wait_until(lambda: driver.updates, timeout=30)
+    finally:
+        executor.shutdown(driver)
+        worker.join(timeout=30)
+    assert driver.updates[0] == ("orphan", "TASK_LOST", "GC executor detected failed task runner.")
+    state = CheckpointDispatcher.from_file(os.path.join(root, "checkpoints", "orphan", "runner"))
+    assert state.statuses[-1].state == TaskState.LOST
+    assert os.path.exists(os.path.join(root, "tasks", "finished", "orphan"))
+    assert os.path.exists(os.path.join(root, "tasks", "active", "recent"))
+    assert all(update[0] != "recent" for update in driver.updates)

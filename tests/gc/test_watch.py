@@ -50,6 +50,7 @@ def host(workdir):
 def test_once_collects_the_oldest_beyond_the_count_and_nothing_else(capsys, workdir, tmp_path, host):
     code, lines, err = gc(capsys, workdir, tmp_path, "--once", "--max-terminal-tasks", "1")
     assert code == 0, err
+    assert lines[0] == "watching %s, Mesos work_dir %s every 60s" % (tmp_path / "no-fixed-root", workdir.path)
     assert "trigger: 3 finished tasks > 1" in lines
     assert collected(lines) == ["old_1", "old_2"]  # oldest first, then it stops
     for line in lines:
