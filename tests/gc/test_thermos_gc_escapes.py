@@ -135,3 +135,19 @@ def test_a_plain_task_is_collected_with_the_bytes_freed(capsys, roots):
     assert len(freed) == 1 and freed[0].endswith("KiB")
     assert not os.path.exists(os.path.join(root, "sandboxes", "plain"))
     assert not os.path.exists(os.path.join(root, "checkpoints", "plain"))
+
+
+def test_a_sandbox_root_reached_through_a_symlink_needs_sandbox_root(capsys, tmp_path):
+    """Like /var/run -> /run: the operator names the directory, and only then is its link followed."""
+    root = str(tmp_path / "root")
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    sandbox = make_task(root, "elsewhere", state="finished", sandbox=str(link / "elsewhere"), data_bytes=100)
+    result = thermos(capsys, root, *GC, "elsewhere")
+    assert result.code == 1 and "%s is a symlink or not a directory: not followed" % link in result.err
+    assert os.path.exists(os.path.join(sandbox, "data.bin"))
+    result = thermos(capsys, root, *GC, "--sandbox-root", str(link), "elsewhere")
+    assert result.code == 0, result.err
+    assert not os.path.exists(real / "elsewhere") and real.is_dir()
