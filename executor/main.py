@@ -91,7 +91,8 @@ def setup_logging(log_dir: str, verbose: bool) -> None:
 def build_providers(args: argparse.Namespace, checkpoint_root: str) -> list[Any]:
     """Status-checker providers in Aurora's order: health, resources, announcer (with an ensemble).
     AnnouncerConfigError (a ValueError) for a bad --announcer-zookeeper-auth-config file."""
-    from thermos.executor.checkers.health import HealthCheckerProvider
+    # Neither imports its checking code until a task needs it (see their modules).
+    from thermos.executor.checkers.health_provider import HealthCheckerProvider
     from thermos.executor.checkers.resources import ResourceManagerProvider
 
     providers: list[Any] = [

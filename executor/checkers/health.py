@@ -38,8 +38,13 @@ from thermos.executor.checkers.base import (
     StatusChecker,
     StatusResult,
 )
+from thermos.executor.checkers.health_provider import (  # noqa: F401  (re-exported: Aurora's home of them)
+    NO_HEALTH_CHECK,
+    HealthCheckerProvider,
+    NoopHealthChecker,
+)
 from thermos.executor.checkers.http_signaler import HttpSignaler
-from thermos.executor.task_info import ExecutorTask, HealthCheckSpec
+from thermos.executor.task_info import HealthCheckSpec
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +52,6 @@ Probe = Callable[[], tuple[bool, str | None]]
 
 SNOOZE_FILE = '.healthchecksnooze'
 HEALTHY = 'Task is healthy.'
-NO_HEALTH_CHECK = 'No health-check defined, task is assumed healthy.'
 NOT_ENOUGH_SUCCESSES = 'Not enough successful health checks in time.'
 
 # The PATH a task process gets when the runner is root (see thermos.core.process); root's own
@@ -353,46 +357,3 @@ class HealthChecker(StatusChecker):
         self._stopped.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
-
-
-class NoopHealthChecker(StatusChecker):
-    """A task without a health check is RUNNING as soon as it starts."""
-
-    @property
-    def name(self) -> str:
-        return 'health_checker'
-
-    @property
-    def status(self) -> StatusResult:
-        return StatusResult(NO_HEALTH_CHECK, TASK_RUNNING)
-
-
-class HealthCheckerProvider:
-    """Builds the task's health checker from its decoded `HealthCheckSpec`.
-
-    ``nosetuid_health_checks`` (``--nosetuid-health-checks``) runs shell checks as the executor's
-    user; otherwise as the task's role (Docker tasks: the executor's user). ``host`` is where the
-    task's ports are reached.
-    """
-
-    def __init__(self, nosetuid_health_checks: bool = False, preserve_env: bool = False,
-                 host: str = 'localhost') -> None:
-        self.nosetuid_health_checks = nosetuid_health_checks
-        self.preserve_env = preserve_env
-        self.host = host
-
-    def from_task(self, task: ExecutorTask, sandbox_root: str | None) -> StatusChecker:
-        spec = task.health_check
-        if spec.kind == 'none':
-            return NoopHealthChecker()
-        if spec.kind == 'shell':
-            user = None if self.nosetuid_health_checks or task.docker_image else task.role
-            cwd = sandbox_root if sandbox_root and os.path.isdir(sandbox_root) else None
-            probe: Probe = ShellProbe(spec.shell_command or '', timeout_secs=spec.timeout_secs, user=user,
-                                      env=task_environment(user, sandbox_root, self.preserve_env), cwd=cwd)
-        elif spec.kind == 'tcp':
-            probe = TcpProbe(spec.port or 0, timeout_secs=spec.timeout_secs, host=self.host)
-        else:
-            probe = HttpProbe(spec.port or 0, spec.endpoint, spec.expected_response,
-                              spec.expected_response_code, timeout_secs=spec.timeout_secs, host=self.host)
-        return HealthChecker(probe, HealthCheckPolicy.from_spec(spec), sandbox_root=sandbox_root)
