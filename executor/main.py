@@ -27,6 +27,17 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def positive_seconds(text: str) -> float:
+    """A flag value of seconds above zero (argparse reports the ValueError as one line)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0, not %r" % text)
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, allow_abbrev=False,
                 description="Run one Aurora task under thermos_runner for a Mesos agent.")
@@ -67,9 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="where the runner checkpoints (default <MESOS_SANDBOX>/checkpoints)")
     a("--enable-memory-limit", dest="enable_memory_limit", action="store_true", default=False,
       help="stop a task whose processes' RSS exceeds its ram reservation (Mesos' cgroups usually do)")
-    a("--disk-collection-interval-secs", dest="disk_collection_interval_secs", type=float, default=60.0,
-      help="how often the sandbox's disk use is measured (default 60, as Aurora)")
-    a("--process-collection-interval-secs", dest="process_collection_interval_secs", type=float,
+    a("--disk-collection-interval-secs", dest="disk_collection_interval_secs", type=positive_seconds,
+      default=60.0, help="how often the sandbox's disk use is measured (default 60, as Aurora)")
+    a("--process-collection-interval-secs", dest="process_collection_interval_secs", type=positive_seconds,
       default=20.0, help="how often the task's processes are sampled (default 20, as Aurora)")
     a("--log_dir", default=None, help="directory of the executor's log (default $MESOS_SANDBOX)")
     a("--verbose", "-v", action="store_true", default=False, help="debug logging")

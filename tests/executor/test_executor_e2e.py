@@ -286,7 +286,8 @@ def test_runner_dying_three_times_in_a_minute_gives_up_with_lost(mesos_agent):
     assert not alive(pid)
 
 
-@pytest.mark.parametrize("flag", ["--bogus", "--stop_timeout_in_secs=soon"])
+@pytest.mark.parametrize("flag", ["--bogus", "--stop_timeout_in_secs=soon",
+                                  "--disk-collection-interval-secs=0"])
 def test_bad_flags_are_one_line(mesos_agent, flag):
     agent = mesos_agent
     run = launch(agent, data_for(("x", "true")), flags=flag)
