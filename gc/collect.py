@@ -57,15 +57,15 @@ def check_collectable(files: TaskFiles) -> None:
                            % (files.task_id, run.path, os.path.basename(run.sentinel)))
 
 
-def erase_data(files: TaskFiles, checked: bool = False) -> Freed:
-    """Remove the sandbox, except the log directory when it lives inside it."""
+def erase_data(files: TaskFiles, checked: bool = False, with_logs: bool = False) -> Freed:
+    """Remove the sandbox, except the log directory when it lives inside it (unless `with_logs`)."""
     if not checked:
         check_collectable(files)
     sandbox = files.sandbox
     if not sandbox:
         return Freed()
     _refuse_shallow(sandbox, files.task_id)
-    keep = files.log_dir if files.log_dir_inside_sandbox() else None
+    keep = files.log_dir if files.log_dir_inside_sandbox() and not with_logs else None
     return files.data_anchors().remove(sandbox, keep=keep, allow_file=False)
 
 
@@ -99,9 +99,12 @@ def erase_metadata(files: TaskFiles, checked: bool = False) -> Freed:
 def erase_task(files: TaskFiles, data: bool = True, logs: bool = True, metadata: bool = True) -> Freed:
     check_collectable(files)
     freed = Freed()
-    for wanted, erase in ((data, erase_data), (logs, erase_logs), (metadata, erase_metadata)):
-        if wanted:
-            freed.add(erase(files, checked=True))
+    if data:  # with the logs too, the sandbox goes in one walk
+        freed.add(erase_data(files, checked=True, with_logs=logs))
+    if logs:
+        freed.add(erase_logs(files, checked=True))
+    if metadata:
+        freed.add(erase_metadata(files, checked=True))
     return freed
 
 

@@ -56,18 +56,15 @@ class MesosRun:
         return os.path.join(self.work_dir, "meta", *self.relative, SENTINEL)
 
     def finished(self) -> bool:
-        """Whether the agent recorded that this run's executor exited (`executor.sentinel`)."""
+        """Whether the agent recorded that this run's executor exited (`executor.sentinel`).
+
+        The meta tree is the agent's (root's), never a task's, and the run's own ids never name
+        `latest`: one `lstat` of the path is enough.
+        """
         try:
-            fd = open_below(self.work_dir, ("meta", *self.relative))
-        except (OSError, UnsafePath):
-            return False
-        try:
-            st = os.stat(SENTINEL, dir_fd=fd, follow_symlinks=False)
-            return stat.S_ISREG(st.st_mode)
+            return stat.S_ISREG(os.stat(self.sentinel, follow_symlinks=False).st_mode)
         except OSError:
             return False
-        finally:
-            os.close(fd)
 
 
 def mesos_run_of(path: str) -> MesosRun | None:
@@ -131,8 +128,11 @@ class TaskFiles:
         """
         if self._base_fd is None:
             if self.mesos_run is not None:
+                # The agent's directories down to `runs/` are root's; the run directory is the
+                # task user's, so it (and everything below it) is opened without following links.
                 run = self.mesos_run
-                fd = open_below(run.work_dir, run.relative, what="task %s" % self.task_id)
+                runs_dir = os.path.join(run.work_dir, *run.relative[:-1])
+                fd = open_below(runs_dir, run.relative[-1:], what="task %s" % self.task_id)
                 self._base_fd = _Descriptor(run.path, fd, real_below(run.work_dir, run.relative))
             else:
                 flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
