@@ -6,7 +6,8 @@ runs/<cid>/checkpoints`). The difference matters for safety:
 
 * In a Mesos run the task's user can write the run directory, so the checkpoint, and the sandbox
   and log paths its header names, are untrusted: they may only name something inside that run
-  directory, reached from the agent's work_dir without following a symlink (`latest` included).
+  directory. The agent's directories down to `runs/` are root's; the run directory and all below
+  it are opened without following a symlink, and a path naming `latest` is never a run.
   The run may only be touched once the agent wrote `meta/.../runs/<cid>/executor.sentinel`.
 * In a fixed root whose checkpoint directories only root (or we) can write, the header was written
   by the runner and its sandbox may be anywhere; it is still reached without following symlinks
