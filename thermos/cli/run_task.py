@@ -1,8 +1,9 @@
 """Running a task in the foreground (or daemonized) for `thermos run` and `thermos simplerun`.
 
 The task runs in this process under a TaskRunner, exactly as thermos_runner would run it, with
-its checkpoint under --root. Ctrl-C, SIGTERM, or SIGHUP when the terminal closes kill the task
-gracefully: CLEANING, then the finalizers, within the preemption wait. At the end a short
+its checkpoint under --root. Ctrl-C, SIGTERM, SIGUSR1, or SIGHUP when the terminal closes kill
+the task gracefully: CLEANING, then the finalizers, within the preemption wait; SIGUSR2 loses it
+(LOST, at once), as it does to thermos_runner. At the end a short
 report says how the task and each of its processes ended and where their logs are.
 
 The exit status follows the task's final state, so scripts can trust it (`EXIT_CODES`): 0 SUCCESS,
@@ -98,13 +99,16 @@ def run_task(task: Any, root: str, sandbox_root: str | None, task_id: str | None
         sys.stdout.flush()
 
     def on_signal(signum: int, frame: object) -> None:
+        if signum == signal.SIGUSR2:  # as thermos_runner: the task is lost, no finalizers
+            runner.request_kill(TaskState.LOST, 0.0)
+            return
         if signum == signal.SIGINT:
             print("Got keyboard interrupt, killing job!", file=sys.stderr)
         elif signum == signal.SIGHUP and not daemon:
             print("Terminal closed (SIGHUP), killing job!", file=sys.stderr)
         runner.request_kill(TaskState.KILLED, PREEMPTION_WAIT)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, on_signal)
     # A closed terminal kills a foreground task gracefully (as Ctrl-C does); a daemon has no
     # terminal and ignores it. A stray SIGALRM must never end the runner without cleanup.

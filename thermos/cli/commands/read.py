@@ -98,6 +98,21 @@ def _print_state(state: RunnerState) -> None:
                 ProcessState._VALUES_TO_NAMES.get(run.state, "Unknown")))
 
 
+def _checkpoint_in(directory: str) -> str:
+    """The runner checkpoint a directory holds or leads to (a task's dir, ROOT/checkpoints, ROOT)."""
+    if os.path.isfile(os.path.join(directory, "runner")):
+        return os.path.join(directory, "runner")
+    checkpoints = directory
+    if os.path.isdir(os.path.join(directory, "checkpoints")):
+        checkpoints = os.path.join(directory, "checkpoints")
+    try:
+        tasks = sorted(name for name in os.listdir(checkpoints)
+                       if os.path.isfile(os.path.join(checkpoints, name, "runner")))
+    except OSError:
+        tasks = []
+    return os.path.join(checkpoints, tasks[0] if tasks else "TASK_ID", "runner")
+
+
 def run(args: argparse.Namespace) -> int:
     if len(args.checkpoint) != 1:
         raise CommandError("Expected one checkpoint file, got %d (e.g. thermos read "
@@ -107,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("Could not find %s (give a runner checkpoint: ROOT/checkpoints/TASK_ID/runner; "
                            "'thermos status' lists the tasks)" % filename)
     if os.path.isdir(filename):
-        raise CommandError("%s is a directory; give the checkpoint file inside it, e.g. %s" % (
-            filename, os.path.join(filename, "runner")))
+        raise CommandError("%s is a directory; give a runner checkpoint file, e.g. %s" % (
+            filename, _checkpoint_in(filename)))
     state = _records(filename, args.simple, args.json)
     if args.simple:
         return 0

@@ -2,8 +2,9 @@
 
 Usage: thermos simplerun [options] [--] commandline
 
-The command runs as a task named --name with a single process of the same name, in a fresh
-temporary sandbox; it is checkpointed under --root like any other task.
+The command runs as a task named --name with a single process of the same name, checkpointed
+under --root like any other task, in the sandbox <--sandbox>/<task_id> (by default
+ROOT/sandbox/<task_id>, beside the checkpoints). The exit status is `thermos run`'s.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         dest="prebound_ports", default={}, help="bind named PORT to NAME")
     parser.add_argument("-E", "--environment", metavar="NAME=VALUE", action=add_binding_to("bindings"),
                         dest="bindings", default=[], help="bind the config variable NAME to VALUE")
+    parser.add_argument("--sandbox", default=None,
+                        help="directory under which the sandbox <sandbox>/<task_id> is made "
+                             "(default: ROOT/sandbox, ROOT being the first --root)")
     parser.add_argument("--daemon", action="store_true", default=False, help="run in the background")
     parser.add_argument("cmdline", nargs=argparse.REMAINDER, metavar="command")
     return parser
@@ -46,12 +50,6 @@ def command_line(words: Sequence[str]) -> str:
     if "--" in words:
         words = words[words.index("--") + 1:]
     return " ".join(words)
-
-
-def _new_sandbox() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="thermos-simplerun-")
 
 
 def _bindings(bindings: Any) -> list[Any]:
@@ -81,10 +79,13 @@ def simplerun(args: Sequence[str], options: Any) -> int:
     """Aurora's function form: run `args` (after a `--`, if any) as a one-process task.
 
     `options` carries Aurora's fields: root, user, name, task_id, prebound_ports, bindings,
-    daemon (any that is missing takes the command line's default). Prints
+    daemon, and Thermos's sandbox (any that is missing takes the command line's default). Prints
     "Running command: '<cmd>'"; the task and its process are named `options.name`, with cpu 1.0,
-    ram 256 MiB, disk 0, in a fresh temporary sandbox, no chroot.
+    ram 256 MiB, disk 0, no chroot. The sandbox is `<sandbox or ROOT/sandbox>/<task_id>`:
+    Aurora made a fresh `tempfile.mkdtemp()` that nothing ever removed and that `--root` did not
+    govern; under the root it is found, and collected by `thermos gc`, with the task.
     """
+    from thermos.cli.run_task import default_task_id
     from thermos.config.loader import ThermosTaskWrapper
 
     cmdline = command_line(args)
@@ -99,18 +100,11 @@ def simplerun(args: Sequence[str], options: Any) -> int:
     name = option("name") or "simple"
     bindings = _bindings(option("bindings"))
     task = ThermosTaskWrapper(simple_task(name, cmdline), bindings=bindings, strict=False)
-    sandbox = _new_sandbox()
-    try:
-        return really_run(task, option("root") or DEFAULT_CHECKPOINT_ROOT, sandbox,
-                          task_id=option("task_id"), user=option("user"),
-                          prebound_ports=option("prebound_ports"), chroot=False,
-                          daemon=bool(option("daemon")))
-    except CommandError:
-        try:
-            os.rmdir(sandbox)  # the task never started: leave no empty temporary directory behind
-        except OSError:
-            pass
-        raise
+    root = option("root") or DEFAULT_CHECKPOINT_ROOT
+    task_id = option("task_id") or default_task_id(name)
+    sandbox = os.path.join(option("sandbox") or os.path.join(root, "sandbox"), task_id)
+    return really_run(task, root, sandbox, task_id=task_id, user=option("user"),
+                      prebound_ports=option("prebound_ports"), chroot=False, daemon=bool(option("daemon")))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -140,6 +140,10 @@ def _json(task: Listed) -> dict[str, object]:
     return data
 
 
+def _missing_roots(args: argparse.Namespace) -> list[str]:
+    return [root for root in args.roots if not os.path.isdir(root)]
+
+
 def run(args: argparse.Namespace) -> int:
     patterns = compile_patterns(args.regexes or [".*"])
     verbose = args.verbose or 0
@@ -167,9 +171,13 @@ def run(args: argparse.Namespace) -> int:
                 for task in found[where]:
                     _format(task, verbose)
                 print()
-        if not listed:
+        if not listed and not _missing_roots(args):
             print("No tasks found.")
     if not listed:
+        missing = _missing_roots(args)
+        if missing:
+            raise CommandError("No tasks found: checkpoint root %s does not exist (give --root the "
+                               "--checkpoint_root the tasks ran under)" % ", ".join(missing))
         return 1
     errors = [task.error for task in listed if task.error]
     if errors:
