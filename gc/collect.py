@@ -110,7 +110,7 @@ def erase_task(files: TaskFiles, data: bool = True, logs: bool = True, metadata:
 
 def _remove_empty_parents(anchors: Anchors, path: str, stop: str, freed: Freed) -> None:
     """rmdir the directories from dirname(path) up to and including `stop` while they are empty."""
-    parts = components(path)[:-1]
+    parts = list(components(path)[:-1])
     stop_depth = len(components(stop))
     while len(parts) >= stop_depth:
         directory = os.sep + os.path.join(*parts)

@@ -76,11 +76,16 @@ class Freed:
         return not self.errors and not self.more_errors
 
 
-def components(path: str) -> list[str]:
+def components(path: str) -> tuple[str, ...]:
     """The components of an absolute path, refusing `..` (it would climb out of a scope)."""
-    if not path or not os.path.isabs(path):
+    if not path or not path.startswith("/"):
         raise UnsafePath("%s is not an absolute path" % (path or "''"))
-    parts = [part for part in path.split(os.sep) if part and part != "."]
+    return _components(path)
+
+
+@functools.lru_cache(maxsize=4096)  # a task's few paths are split many times over
+def _components(path: str) -> tuple[str, ...]:
+    parts = tuple(part for part in path.split("/") if part and part != ".")
     if ".." in parts:
         raise UnsafePath("%s contains '..'" % path)
     return parts
@@ -159,7 +164,7 @@ class Anchors:
     """
 
     def __init__(self, anchors: Iterable[str | tuple[str, int, str]], scope: str | None = None) -> None:
-        self._anchors: list[tuple[str, str | int, list[list[str]]]] = []
+        self._anchors: list[tuple[str, str | int, list[tuple[str, ...]]]] = []
         for anchor in anchors:
             if isinstance(anchor, tuple):
                 path, opener, real = anchor
@@ -181,14 +186,14 @@ class Anchors:
     def scope(self) -> str | None:
         return self._scope
 
-    def locate(self, path: str) -> tuple[str | int, list[str]]:
+    def locate(self, path: str) -> tuple[str | int, tuple[str, ...]]:
         """`(anchor, components below it)` for `path`, the anchor being the longest that contains it.
 
         An anchor matches as written or as its real path (`/var/run` or `/run`); the scope is
         checked on the path spelled with the anchor as written.
         """
         parts = components(path)
-        best: tuple[str, str | int, list[str], int] | None = None
+        best: tuple[str, str | int, tuple[str, ...], int] | None = None
         for display, opener, spellings in self._anchors:
             for prefix in spellings:
                 if parts[:len(prefix)] == prefix and (best is None or len(prefix) > best[3]):
@@ -221,7 +226,7 @@ class Anchors:
         anchor, parts = self.locate(path)
         if not parts:
             raise UnsafePath("refusing to remove the trusted root %s itself" % path)
-        keep_parts: list[str] | None = None
+        keep_parts: Sequence[str] | None = None
         if keep is not None and is_within(keep, path, strict=True):
             keep_parts = components(keep)[len(components(path)):]
         try:
