@@ -4,6 +4,7 @@ under build/packaging/<hash of the sources> by packaging/build.py itself)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -17,8 +18,9 @@ COMMANDS = ("thermos_executor", "thermos_runner", "gc_executor", "thermos_observ
 
 
 @pytest.fixture(scope="session")
-def dist(tmp_path_factory) -> str:
-    """A directory holding <command>.pex for every command and thermos_<version>_amd64.deb."""
+def built(tmp_path_factory) -> dict[str, str]:
+    """{"out": a directory holding <command>.pex for every command and thermos_<version>_amd64.deb,
+    "build_dir": build.py's cache directory for these sources (the source snapshot is its src/)}."""
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         pytest.skip("the pex files target Debian's %s" % SYSTEM_PYTHON)
     out = str(tmp_path_factory.mktemp("dist"))
@@ -26,7 +28,13 @@ def dist(tmp_path_factory) -> str:
     proc = subprocess.run([sys.executable, build, "--deb", "--no-report", "--out", out],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out
+    build_dir = re.search(r"(?:already built in|into) (\S+)$", proc.stdout, re.M).group(1)
+    return {"out": out, "build_dir": build_dir}
+
+
+@pytest.fixture(scope="session")
+def dist(built) -> str:
+    return built["out"]
 
 
 @pytest.fixture(scope="session")
