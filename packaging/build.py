@@ -41,6 +41,7 @@ EXECUTABLES = (("thermos_executor", "thermos_executor"), ("thermos_runner", "the
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip entry can carry
 HTTP_PARSER = "http-parser==0.9.0"
 TARGET_PYTHON = "/usr/bin/python3"
+KEEP_BUILDS = 3
 
 
 class BuildError(Exception):
@@ -203,7 +204,17 @@ def cached_build(cache_root: str, force: bool = False) -> tuple[str, list[str]]:
     with tempfile.TemporaryDirectory(prefix="thermos-build-") as work:
         build_all(src, build_dir, work)
     open(os.path.join(build_dir, ".complete"), "w").close()
+    prune(cache_root, keep=KEEP_BUILDS)
     return build_dir, paths
+
+
+def prune(cache_root: str, keep: int) -> None:
+    """Remove all but the `keep` newest complete builds (each source change makes a new one)."""
+    done = [os.path.join(cache_root, d) for d in os.listdir(cache_root)
+            if os.path.exists(os.path.join(cache_root, d, ".complete"))]
+    done.sort(key=lambda d: os.path.getmtime(os.path.join(d, ".complete")), reverse=True)
+    for old in done[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def check_reproducible(build_dir: str, paths: list[str]) -> bool:
