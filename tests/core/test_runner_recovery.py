@@ -44,7 +44,9 @@ def test_restart_in_cleaning_keeps_the_clock_and_sends_no_second_sigterm(tmp_pat
     assert states(result, "stubborn") == [S.KILLED]
 
 
-def test_restart_while_being_killed_still_ends_killed(tmp_path):
+def test_restart_while_being_killed_keeps_the_recorded_kill(tmp_path):
+    """The kill's intent and deadline are in the checkpoint: a restarted runner keeps the 60 s
+    preemption deadline (not the task's 3 s finalization_wait) and still ends KILLED."""
     t = task(proc("stubborn", STUBBORN), proc("fin", "true", final=True), finalization_wait=3)
     harness = RunnerHarness(t, root=str(tmp_path))
     runner = harness.start()
@@ -53,9 +55,15 @@ def test_restart_while_being_killed_still_ends_killed(tmp_path):
     wait_until(lambda: lines(os.path.join(harness.sandbox, "terms")))
     os.kill(runner.pid, signal.SIGKILL)
     runner.wait(timeout=10)
-    result = harness.finish(harness.start(), timeout=60)
+    again = harness.start()
+    harness.wait_for(lambda s: len(s.statuses) >= 3)  # ACTIVE, CLEANING, and the takeover's record
+    time.sleep(4)  # the window in which the task's own 3 s finalization clock would have run out
+    state = harness.wait_for(lambda s: s)
+    assert state.statuses[-1].state == TaskState.CLEANING  # still honouring the recorded deadline
+    os.kill(state.processes["stubborn"][-1].pid, signal.SIGKILL)  # let the stop go on
+    result = harness.finish(again, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.task_state == TaskState.KILLED
     assert states(result, "stubborn") == [S.KILLED]
-    # the stubborn process held CLEANING until the deadline, so there was no time for finalizers
-    assert states(result, "fin") == []
+    assert states(result, "fin") == [S.SUCCESS]  # the recorded deadline left time for finalizers
+    assert lines(os.path.join(harness.sandbox, "terms")) == ["TERM"]

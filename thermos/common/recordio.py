@@ -213,6 +213,32 @@ class ThriftRecordReader(Generic[T]):
         self._fp.close()
 
 
+def trim_torn_tail(fd: int, thrift_base: type[T]) -> int:
+    """Cut a half-written last frame off a checkpoint whose lock the caller holds; bytes removed.
+
+    A writer SIGKILLed in the middle of an append leaves a torn tail, which readers ignore. But
+    the next writer would append after it, turning it into corruption in the middle of the file
+    that hides every later record, so whoever takes the lock trims it first. Damage inside the
+    file is left alone for readers to report.
+    """
+    size = os.fstat(fd).st_size
+    good = 0
+    with os.fdopen(os.dup(fd), "rb") as fp:
+        fp.seek(0)
+        reader = ThriftRecordReader(fp, thrift_base)
+        while True:
+            try:
+                if reader.read() is None:
+                    return 0
+            except RecordIO.PrematureEndOfStream:
+                break
+            except RecordIO.Error:
+                return 0
+            good = fp.tell()
+    os.ftruncate(fd, good)
+    return size - good
+
+
 def iter_records(fp: IO[bytes], codec: ThriftCodec[T], name: str | None = None) -> Iterator[T]:
     """Yield every whole record of `fp` from offset 0; a torn tail ends the iteration silently.
 
@@ -287,8 +313,13 @@ class ThriftRecordWriter(Generic[T]):
             codec = self._codecs[type(obj)] = ThriftCodec(type(obj))
         return codec
 
-    def write(self, obj: T) -> bool:
-        """Append one record. Returns True (Aurora's callers test it); failures raise WriteError."""
+    def write(self, obj: T, fsync: bool = True) -> bool:
+        """Append one record. Returns True (Aurora's callers test it); failures raise WriteError.
+
+        In sync mode the frame goes straight to the file and is fsynced; `fsync=False` keeps the
+        direct, whole-frame append (visible to readers at once, cut back on failure) but leaves
+        durability to the next fsync, for records that are durable elsewhere already.
+        """
         frame = encode_frame(self._codec(obj).encode(obj))
         fp = self._fp
         if not self._sync:
@@ -309,7 +340,8 @@ class ThriftRecordWriter(Generic[T]):
             view = memoryview(frame)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if fsync:
+                os.fsync(fd)
         except OSError as err:
             self._cut_back(fd, start)
             raise RecordIO.WriteError("cannot append to %s: %s" % (

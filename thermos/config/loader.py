@@ -45,6 +45,7 @@ from pystachio.parsing import MustacheParser
 
 from thermos.common.backoff import BackoffPolicy
 from thermos.common.planner import InvalidSchedule, TaskPlanner
+from thermos.config.plain import PlainStruct
 
 from .schema import Task, ThermosContext
 
@@ -412,6 +413,10 @@ class ThermosTaskWrapper:
         """Names of the ports the task needs bound (``-P NAME:PORT``) before it can run."""
         context = _error_context(self._task, self.source)
         try:
+            try:  # one walk of the whole task; per process only to name the one at fault
+                return set(PortExtractor.extract(self._task))
+            except PortExtractor.InvalidPorts:
+                pass
             for index, process in enumerate(_task_processes(self._task)):
                 try:
                     PortExtractor.extract(process)
@@ -535,8 +540,12 @@ class ThermosTaskValidator:
     def assert_valid_plan(cls, task: Task, source: str | None = None) -> None:
         """Both the regular and the finalizing schedule must be buildable by the planner."""
         try:
-            TaskPlanner(task, process_filter=lambda process: not process.final().get())
-            TaskPlanner(task, process_filter=lambda process: bool(process.final().get()))
+            view: Any = PlainStruct.of(task)  # plain data: no re-interpolation per accessor call
+        except Exception:  # noqa: BLE001 - a value pystachio cannot render yet: use the task itself
+            view = task
+        try:
+            TaskPlanner(view, process_filter=lambda process: not process.final().get())
+            TaskPlanner(view, process_filter=lambda process: bool(process.final().get()))
         except InvalidSchedule as e:
             error = _diagnose_plan(task, source) or InvalidTaskError(
                 'cannot be scheduled: %s' % ' '.join(str(e).split()), **_error_context(task, source))
@@ -564,13 +573,13 @@ class ThermosTaskValidator:
                     '{{thermos.task_id}} and {{thermos.user}} are filled in at launch, and template '
                     'variables cannot be nested)' % (_refs_text(refs), _bind_hint(refs)))
 
-        for index, process in enumerate(_task_processes(bound)):
-            _, refs = process.interpolate()
-            if refs:
-                raise InvalidTaskError(problem(refs), **context, **_process_context(process, index))
         _, refs = bound.interpolate()
         if not refs:
-            return
+            return  # the common case: one walk, no per-process interpolation
+        for index, process in enumerate(_task_processes(bound)):
+            _, process_refs = process.interpolate()
+            if process_refs:
+                raise InvalidTaskError(problem(process_refs), **context, **_process_context(process, index))
         if not _task_processes(task) and _task_name(bound) is None:
             raise InvalidTaskError('has no processes and no name (add a process, or set name=...)',
                                    source=source, unnamed_task=True)
@@ -581,13 +590,16 @@ class ThermosTaskValidator:
                            source: str | None = None) -> None:
         """Every port the task refers to must be in ``portmap``."""
         context = _error_context(task, source)
+        needed = ThermosTaskWrapper(task, strict=False, source=source).ports()
+        if needed <= set(portmap):
+            return  # per process only to name the one that needs a missing port
         for index, process in enumerate(_task_processes(task)):
             for port in sorted(ThermosProcessWrapper(process).ports()):
                 if port not in portmap:
                     raise InvalidTaskError(
                         "needs port '%s', which is not bound (pass -P %s:PORT)" % (port, port),
                         **context, **_process_context(process, index))
-        for port in sorted(ThermosTaskWrapper(task, strict=False, source=source).ports()):
+        for port in sorted(needed):
             if port not in portmap:
                 raise InvalidTaskError(
                     "needs port '%s', which is not bound (pass -P %s:PORT)" % (port, port), **context)

@@ -24,7 +24,7 @@ import psutil
 from thermos.common import safe_fs
 from thermos.common.ckpt import CheckpointDispatcher
 from thermos.common.path import TaskPath
-from thermos.common.recordio import ThriftRecordWriter
+from thermos.common.recordio import ThriftRecordWriter, trim_torn_tail
 from thermos.core import containment
 from thermos.gen.thermos.ttypes import (
     ProcessState,
@@ -193,9 +193,15 @@ class TaskRunnerHelper:
             return False
         log.info("Sending SIGTERM to %s (pid %d and %d descendants)", process_name, process.pid,
                  len(children))
-        if coordinator is not None:
-            safe_signal(-coordinator.pid, signal.SIGTERM)
-        for proc in (process, *children):
+        group = coordinator.pid if coordinator is not None else None
+        if group is not None:
+            safe_signal(-group, signal.SIGTERM)
+        for proc in (process, *children):  # each exactly once: those outside the group by pid
+            try:
+                if group is not None and os.getpgid(proc.pid) == group:
+                    continue
+            except OSError:
+                continue
             cls.terminate_pid(proc.pid)
         return True
 
@@ -281,6 +287,9 @@ class TaskRunnerHelper:
             if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 return None
             raise
+        cut = trim_torn_tail(fp.fileno(), RunnerCkpt)  # a dead writer's half frame
+        if cut:
+            log.warning("Cut a torn %d-byte tail off %s before appending", cut, filename)
         return fp
 
     @classmethod

@@ -49,7 +49,7 @@ from typing import IO, NamedTuple, NoReturn, Protocol
 
 from thermos.common import safe_fs
 from thermos.common.path import TaskPath
-from thermos.common.recordio import RecordIO, ThriftRecordReader, ThriftRecordWriter
+from thermos.common.recordio import RecordIO, ThriftRecordReader, ThriftRecordWriter, trim_torn_tail
 from thermos.core.containment import MARKER_ENV
 from thermos.core.process_logging import (
     READ_BUFFER_SIZE,
@@ -427,8 +427,8 @@ class Process:
         env = dict(os.environ) if self._preserve_env else {}
         env.update(HOME=home, LOGNAME=user.pw_name, USER=user.pw_name,
                    PATH=self._task_path())
-        if self._task_marker is not None:
-            env[MARKER_ENV] = self._task_marker
+        if self._task_marker is not None and self.cgroup_procs_fd is None:
+            env[MARKER_ENV] = self._task_marker  # no cgroup: the marker is how a killer finds us
         if host_cwd is not None and os.path.exists(os.path.join(host_cwd, self.RCFILE)):
             env["BASH_ENV"] = os.path.join(cwd, self.RCFILE)
         argv = None if self._containerizer is not None else ["/bin/bash", "-c", self._cmdline]
@@ -467,6 +467,7 @@ class Process:
             fp.close()
             raise self.CheckpointError("Could not acquire checkpoint permission or lock for %s: %s" % (
                 path, err.strerror)) from None
+        trim_torn_tail(fp.fileno(), RunnerCkpt)  # a coordinator killed mid-append left half a frame
         return fp, os.fstat(fp.fileno()).st_size
 
     def _prepare_logdir(self, user: pwd.struct_passwd, switch: bool) -> int:

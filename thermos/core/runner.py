@@ -53,6 +53,7 @@ from thermos.config.loader import (
     invalid_name,
     printable,
 )
+from thermos.config.plain import PlainStruct
 from thermos.config.schema import ThermosContext
 from thermos.core import containment
 from thermos.core.helper import CHECKPOINT_DIR_MODE, TaskRunnerHelper
@@ -148,6 +149,11 @@ class TaskRunnerTaskHandler(TaskStateHandler):
         r = self._runner
         if r._finalization_start is None:
             r._finalization_start = update.timestamp_ms / 1000.0
+        if update.requested_state is not None and r._terminal_state is None:
+            # the kill was recorded: a runner restarted mid-stop ends the task as it was asked to
+            r._terminal_state = update.requested_state
+            if update.preemption_deadline_ms is not None:
+                r._preemption_deadline = update.preemption_deadline_ms / 1000.0
         if not r._recovery and not r._taking_over:
             r._terminate_plan(r._regular_plan)
 
@@ -236,26 +242,21 @@ class TaskRunner:
         self._rotate_log_size_mb = rotate_log_size_mb
         self._rotate_log_backups = rotate_log_backups
 
-        try:
-            ThermosTaskValidator.assert_valid_task(task)
-            ThermosTaskValidator.assert_valid_ports(task, self._portmap)
-        except ConfigError as err:
-            raise self.InvalidTask(str(err)) from None
-        context = ThermosContext(task_id=task_id, ports=self._portmap, user=self._user)
-        self._task, refs = task.bind(Environment(thermos=context)).interpolate()
-        if refs:
-            raise self.InvalidTask("Failed to interpolate task, missing: %s" % ", ".join(
-                str(ref) for ref in refs))
+        self._task = self._validated(task)
         try:
             ThermosTaskValidator.assert_same_task(self._pathspec, self._task)
         except ConfigError as err:
             raise self.InvalidTask(str(err)) from None
-        self._task_json = json.dumps(self._task.get())
-        self._processes = {p.name().get(): p for p in self._task.processes()}
-        self._process_order = [p.name().get() for p in self._task.processes()]
-        self._regular_plan = planner_class(self._task, clock=clock,
+        data = self._task.get()
+        self._task_json = json.dumps(data)
+        # Everything below reads the interpolated task's plain data: pystachio's accessors copy
+        # and re-interpolate on every call, which made start-up grow with the number of processes.
+        self._plain = PlainStruct(data)
+        self._processes = {p.name().get(): p for p in self._plain.processes()}
+        self._process_order = list(self._processes)
+        self._regular_plan = planner_class(self._plain, clock=clock,
                                            process_filter=lambda p: p.final().get() is False)
-        self._finalizing_plan = planner_class(self._task, clock=clock,
+        self._finalizing_plan = planner_class(self._plain, clock=clock,
                                               process_filter=lambda p: p.final().get() is True)
         self._final_names = {name for name, p in self._processes.items() if p.final().get()}
 
@@ -271,6 +272,7 @@ class TaskRunner:
         self._ckpt: ThriftRecordWriter[RunnerCkpt] | None = None
         self._ckpt_dir_fd: int | None = None
         self._cgroup_fd: int | None = None
+        self._copying = False  # dispatching a record copied from a coordinator checkpoint
         self._marker = containment.task_marker(checkpoint_root, task_id)
         self._waker: Waker | None = None
         self._terminal_state: int | None = None
@@ -282,6 +284,32 @@ class TaskRunner:
         self._replay_runner_ckpt()
 
     # ---- construction helpers -------------------------------------------------------------
+
+    def _validated(self, task: Any) -> Any:
+        """The task bound to this launch and interpolated, after the loader's checks.
+
+        The checks that walk every reference (all refs bound, every port bound) run only when
+        the real binding leaves a reference open, to say which: binding with the real context
+        already proves them otherwise, and each costs a full interpolation of the task (half
+        the start-up time of a 100-process task).
+        """
+        validator = ThermosTaskValidator
+        try:
+            for check in (validator.assert_typecheck, validator.assert_has_processes,
+                          validator.assert_valid_names, validator.assert_valid_backoff,
+                          validator.assert_valid_plan):
+                check(task)
+            context = ThermosContext(task_id=self._task_id, ports=self._portmap, user=self._user)
+            bound, refs = task.bind(Environment(thermos=context)).interpolate()
+            if refs:
+                validator.assert_all_refs_bound(task)
+                validator.assert_valid_ports(task, self._portmap)
+        except ConfigError as err:
+            raise self.InvalidTask(str(err)) from None
+        if refs:
+            raise self.InvalidTask("Failed to interpolate task, missing: %s" % ", ".join(
+                str(ref) for ref in refs))
+        return bound
 
     @classmethod
     def get(cls, task_id: str, checkpoint_root: str) -> TaskRunner | None:
@@ -383,12 +411,13 @@ class TaskRunner:
     # ---- records --------------------------------------------------------------------------
 
     def _ckpt_write(self, record: RunnerCkpt) -> None:
+        """Append a record; fsynced, except copies of coordinator records (see _apply_updates)."""
         if self._recovery:
             return
         if self._ckpt is None:
             raise self.InternalError("Attempting to write to the checkpoint without control of it")
         try:
-            self._ckpt.write(record)
+            self._ckpt.write(record, fsync=not self._copying)
         except RecordIO.WriteError as err:
             raise self.CheckpointError(str(err)) from None
 
@@ -406,22 +435,41 @@ class TaskRunner:
             seq = 0 if current is None else current.seq + 1
         self._dispatch(RunnerCkpt(process_status=ProcessStatus(seq=seq, process=name, state=state, **kw)))
 
-    def _set_task_status(self, state: int) -> None:
+    def _set_task_status(self, state: int, **intent: Any) -> None:
         self._dispatch(RunnerCkpt(task_status=TaskStatus(
             state=state, timestamp_ms=int(self._clock.time() * 1000), runner_pid=os.getpid(),
-            runner_uid=os.getuid())))
+            runner_uid=os.getuid(), **intent)))
 
     def _plan_of(self, name: str) -> TaskPlanner:
         return self._finalizing_plan if name in self._final_names else self._regular_plan
 
     def _apply_updates(self) -> int:
-        """Copy coordinator records into the runner checkpoint and act on them."""
+        """Copy coordinator records into the runner checkpoint and act on them.
+
+        One rule, in the run loop and on a takeover alike: a record already in the runner
+        checkpoint is skipped; one that skips a sequence number is dropped with an error line,
+        because a replay could never apply it (it would leave the checkpoint disagreeing with the
+        runner). The run then ends as LOST once its coordinator is gone.
+        """
         applied = 0
         for update in self._muxer.select():
             current = self._current_run(update.process)
             if current is not None and update.seq <= current.seq:
                 continue  # already recorded (written by us, or replayed)
-            self._dispatch(RunnerCkpt(process_status=update))
+            expected = 0 if current is None else current.seq + 1
+            if update.seq != expected:
+                log.error("Dropping %s record %d of process %s from its coordinator checkpoint: expected "
+                          "sequence number %d (records are missing there)", ProcessState._VALUES_TO_NAMES.get(
+                              update.state, update.state), update.seq, update.process, expected)
+                continue
+            # The record is durable in its coordinator checkpoint already, and a runner that takes
+            # over copies whatever this file lacks (the same rule, above): no second fsync. The
+            # next fsynced record flushes it anyway, so the file stays a prefix of the truth.
+            self._copying = True
+            try:
+                self._dispatch(RunnerCkpt(process_status=update))
+            finally:
+                self._copying = False
             applied += 1
         return applied
 
@@ -539,8 +587,9 @@ class TaskRunner:
     def _infer_stop_intent(self) -> None:
         """A task found stopping with a healthy, unfinished regular plan was being killed.
 
-        The kill request itself is not recorded (the format has no place for it), so a runner
-        restarted in CLEANING or FINALIZING would otherwise end such a task SUCCESS or FAILED.
+        Only for checkpoints without a recorded intent (written by Aurora, or a kill that came
+        while the task was already stopping): the CLEANING record of a kill carries
+        `requested_state`, which replay has applied already.
         """
         if self._terminal_state is not None:
             return
@@ -550,11 +599,6 @@ class TaskRunner:
 
     def _resume_task(self) -> None:
         self._infer_stop_intent()
-        collected = []
-        for update in self._muxer.select():
-            current = self._current_run(update.process)
-            if current is None or update.seq > current.seq:
-                collected.append(update)
         if self._state.header is None:
             try:
                 uid: int | None = pwd.getpwnam(self._user).pw_uid
@@ -564,10 +608,7 @@ class TaskRunner:
                 task_id=self._task_id, launch_time_ms=self._launch_time_ms, sandbox=self._sandbox,
                 log_dir=self._log_dir, hostname=self._hostname, user=self._user, uid=uid,
                 ports=self._portmap)))
-        for update in collected:
-            current = self._current_run(update.process)
-            if current is None or update.seq == current.seq + 1:
-                self._dispatch(RunnerCkpt(process_status=update))
+        self._apply_updates()  # what coordinators recorded while no runner was reading
         for name in self._muxer.registered:
             run = self._current_run(name)
             if run is not None and run.coordinator_pid and self._waker is not None:
@@ -634,7 +675,8 @@ class TaskRunner:
         self._terminal_state = terminal_status
         self._preemption_deadline = self._clock.time() + preemption_wait
         if self.task_state == TaskState.ACTIVE:
-            self._set_task_status(TaskState.CLEANING)
+            self._set_task_status(TaskState.CLEANING, requested_state=terminal_status,
+                                  preemption_deadline_ms=int(self._preemption_deadline * 1000))
 
     def collect_updates(self, timeout: float) -> int:
         """Apply coordinator records as they arrive; return after some, an event, or `timeout`."""
@@ -702,7 +744,7 @@ class TaskRunner:
             return max(0.0, self._preemption_deadline - now)
         if self._finalization_start is None:
             return sys.float_info.max
-        wait = float(self._task.finalization_wait().get())
+        wait = float(self._plain.finalization_wait().get())
         return max(0.0, wait - max(0.0, now - self._finalization_start))
 
     # ---- scheduling -----------------------------------------------------------------------
@@ -715,7 +757,7 @@ class TaskRunner:
                 self._set_process_status(name, ProcessState.LOST)
         now = self._clock.time()
         runnable = sorted(plan.runnable_at(now), key=self._process_order.index)
-        concurrency = self._task.max_concurrency().get()
+        concurrency = self._plain.max_concurrency().get()
         if concurrency > 0:
             runnable = runnable[:max(0, concurrency - len(plan.running))]
         launched = False
@@ -760,7 +802,7 @@ class TaskRunner:
                 and not plan.is_complete())
 
     def is_healthy(self) -> bool:
-        max_failures = self._task.max_failures().get()
+        max_failures = self._plain.max_failures().get()
         failed_ok = max_failures == 0 or len(self._regular_plan.failed) < max_failures
         return not self.deadlocked(self._regular_plan) and failed_ok
 

@@ -36,7 +36,10 @@ def _load_libc() -> ctypes.CDLL | None:
     global _libc
     if _libc is None:
         try:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+            try:  # the usual soname first: find_library forks ldconfig
+                _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            except OSError:
+                _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
         except OSError:
             return None
     return _libc

@@ -41,6 +41,11 @@ struct TaskStatus {
   2: i64       timestamp_ms
   3: i32       runner_pid
   4: i32       runner_uid
+  // Thermos only (ids Aurora never used; its readers skip them): on the CLEANING record of a
+  // kill, the terminal state asked for (KILLED or LOST) and when the preemption wait ends, so a
+  // runner restarted mid-stop ends the task as asked.
+  32: optional TaskState requested_state
+  33: optional i64       preemption_deadline_ms
 }
 
 struct RunnerHeader {

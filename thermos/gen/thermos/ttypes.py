@@ -228,15 +228,19 @@ class TaskStatus(object):
      - timestamp_ms
      - runner_pid
      - runner_uid
+     - requested_state
+     - preemption_deadline_ms
 
     """
 
 
-    def __init__(self, state=None, timestamp_ms=None, runner_pid=None, runner_uid=None,):
+    def __init__(self, state=None, timestamp_ms=None, runner_pid=None, runner_uid=None, requested_state=None, preemption_deadline_ms=None,):
         self.state = state
         self.timestamp_ms = timestamp_ms
         self.runner_pid = runner_pid
         self.runner_uid = runner_uid
+        self.requested_state = requested_state
+        self.preemption_deadline_ms = preemption_deadline_ms
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -267,6 +271,16 @@ class TaskStatus(object):
                     self.runner_uid = iprot.readI32()
                 else:
                     iprot.skip(ftype)
+            elif fid == 32:
+                if ftype == TType.I32:
+                    self.requested_state = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 33:
+                if ftype == TType.I64:
+                    self.preemption_deadline_ms = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -292,6 +306,14 @@ class TaskStatus(object):
         if self.runner_uid is not None:
             oprot.writeFieldBegin('runner_uid', TType.I32, 4)
             oprot.writeI32(self.runner_uid)
+            oprot.writeFieldEnd()
+        if self.requested_state is not None:
+            oprot.writeFieldBegin('requested_state', TType.I32, 32)
+            oprot.writeI32(self.requested_state)
+            oprot.writeFieldEnd()
+        if self.preemption_deadline_ms is not None:
+            oprot.writeFieldBegin('preemption_deadline_ms', TType.I64, 33)
+            oprot.writeI64(self.preemption_deadline_ms)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -665,6 +687,35 @@ TaskStatus.thrift_spec = (
     (2, TType.I64, 'timestamp_ms', None, None, ),  # 2
     (3, TType.I32, 'runner_pid', None, None, ),  # 3
     (4, TType.I32, 'runner_uid', None, None, ),  # 4
+    None,  # 5
+    None,  # 6
+    None,  # 7
+    None,  # 8
+    None,  # 9
+    None,  # 10
+    None,  # 11
+    None,  # 12
+    None,  # 13
+    None,  # 14
+    None,  # 15
+    None,  # 16
+    None,  # 17
+    None,  # 18
+    None,  # 19
+    None,  # 20
+    None,  # 21
+    None,  # 22
+    None,  # 23
+    None,  # 24
+    None,  # 25
+    None,  # 26
+    None,  # 27
+    None,  # 28
+    None,  # 29
+    None,  # 30
+    None,  # 31
+    (32, TType.I32, 'requested_state', None, None, ),  # 32
+    (33, TType.I64, 'preemption_deadline_ms', None, None, ),  # 33
 )
 all_structs.append(RunnerHeader)
 RunnerHeader.thrift_spec = (
