@@ -23,15 +23,13 @@ import logging
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jmespath
-import jmespath.exceptions
-import jmespath.parser
+if TYPE_CHECKING:  # urllib and jmespath load only for the Mesos collector: executors rarely need them
+    import jmespath.parser
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +316,9 @@ class DiskCollectorSettings:
 
 
 def _compile(expression: str, option: str, example: str) -> jmespath.parser.ParsedResult:
+    import jmespath
+    import jmespath.exceptions
+
     try:
         return jmespath.compile(expression)
     except jmespath.exceptions.JMESPathError as err:
@@ -329,13 +330,20 @@ class AgentLookupError(Exception):
     """The agent's answer did not give this sandbox's disk usage (the message says why)."""
 
 
-# Direct connections only: the agent is local, and a proxy from the environment must not see it.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+@lru_cache(maxsize=1)
+def _opener() -> Any:
+    """Direct connections only: the agent is local, and a proxy from the environment must not see it."""
+    import urllib.request
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _get_containers(url: str, timeout: float) -> Any:
+    import urllib.error
+    import urllib.request
+
     try:
-        with _OPENER.open(urllib.request.Request(url, headers={"Accept": "application/json"}),
+        with _opener().open(urllib.request.Request(url, headers={"Accept": "application/json"}),
                           timeout=timeout) as response:
             body = response.read()
     except urllib.error.HTTPError as err:
