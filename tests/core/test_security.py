@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
+from tests.harness.users import role_user, traversable_dir  # noqa: F401 - fixtures
 from thermos.common import safe_fs
 from thermos.common.ckpt import CheckpointDispatcher
 from thermos.common.path import TaskPath
@@ -32,33 +31,18 @@ from .runner_util import S, proc, task
 
 ROOT = os.geteuid() == 0
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not ROOT, reason="attacks need root and a second user")]
-USER_NAME = "thermos-sec-test"
-
-
-@pytest.fixture(scope="module")
-def user():
-    """A throwaway user for the task, removed afterwards."""
-    if shutil.which("useradd") is None:
-        pytest.skip("needs useradd")
-    created = False
-    try:
-        pwd.getpwnam(USER_NAME)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", USER_NAME],
-                       check=True)
-        created = True
-    yield pwd.getpwnam(USER_NAME)
-    if created:
-        subprocess.run(["userdel", USER_NAME], check=False)
 
 
 @pytest.fixture
-def root_dir():
+def user(role_user):  # noqa: F811 - the harness fixture, under this module's name
+    """The task's user: a throwaway account (tests/harness/users.py)."""
+    return role_user
+
+
+@pytest.fixture
+def root_dir(traversable_dir):  # noqa: F811
     """A root-owned directory every user can traverse (pytest's tmp_path is 0700)."""
-    path = tempfile.mkdtemp(prefix="thermos-sec-", dir="/tmp")
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    return traversable_dir
 
 
 class Target:
