@@ -43,6 +43,35 @@ def agent_factory(tmp_path) -> Iterator[Callable[..., MesosAgent]]:
     yield make
     for agent in agents:
         agent.stop()
+    reap_leftovers(str(tmp_path))
+
+
+def reap_leftovers(root: str) -> None:
+    """Kill runners (own sessions, so the agent's stop misses them) and their tasks under `root`.
+
+    A failing end-to-end test must not leave a task running on the host for the next ones.
+    """
+    import signal
+
+    from thermos.core import containment
+
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as fp:
+                argv = [a.decode(errors="replace") for a in fp.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if not any(root in arg for arg in argv):
+            continue
+        flags = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
+        if "thermos.runner" in argv and "checkpoint_root" in flags and "task_id" in flags:
+            containment.kill_task(flags["checkpoint_root"], flags["task_id"], None)
+        try:
+            os.kill(int(entry), signal.SIGKILL)
+        except OSError:
+            pass
 
 
 @pytest.fixture
