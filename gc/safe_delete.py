@@ -83,7 +83,7 @@ def components(path: str) -> tuple[str, ...]:
     return _components(path)
 
 
-@functools.lru_cache(maxsize=4096)  # a task's few paths are split many times over
+@functools.lru_cache(maxsize=16)  # a task's few paths are split many times over (small: RSS)
 def _components(path: str) -> tuple[str, ...]:
     parts = tuple(part for part in path.split("/") if part and part != ".")
     if ".." in parts:
