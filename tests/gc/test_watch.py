@@ -168,3 +168,13 @@ def test_disk_pressure_on_a_small_tmpfs_collects_oldest_first_until_under_the_lo
     finally:
         workdir.stop_all()
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_help_lists_the_watch_flags(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["gc", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    for flag in ("--watch", "--once", "--interval", "--disk-high", "--disk-low", "--inode-high",
+                 "--inode-low", "--max-terminal-tasks", "--sandbox-root"):
+        assert flag in out

@@ -89,9 +89,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     watch.add_argument("--interval", metavar="AGE", default="60s", help="time between passes (default 60s)")
     for name, what in (("disk", "blocks"), ("inode", "inodes")):
         watch.add_argument("--%s-high" % name, metavar="PCT", type=_percent,
-                           help="collect when a sandbox filesystem has over PCT %% of its %s used" % what)
+                           help="collect when a sandbox filesystem has over PCT percent of its %s in use" % (
+                               what))
         watch.add_argument("--%s-low" % name, metavar="PCT", type=_percent,
-                           help="... until it is back under PCT %% (default: the high mark)")
+                           help="... until it is back under PCT percent (default: the high mark)")
     watch.add_argument("--max-terminal-tasks", metavar="NUM", type=_count,
                        help="collect the oldest finished tasks beyond NUM")
     parser.add_argument("regexes", nargs="*", metavar="task_regex")
