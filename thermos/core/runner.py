@@ -290,16 +290,19 @@ class TaskRunner:
         per process (most of a 100-process task's start-up), run only to explain a problem.
         """
         context = ThermosContext(task_id=self._task_id, ports=self._portmap, user=self._user)
+        refs: list[Any] = []
         try:
             bound, refs = task.bind(Environment(thermos=context)).interpolate()
-            if not refs and bound.check().ok():
+            checked = bound.check()
+            problem = " ".join(checked.message().split()) or "invalid once bound"
+            if not refs and checked.ok():
                 plain = PlainStruct(bound.get())
                 self._plans = self._plainly_valid(plain)
                 if self._plans is not None:
                     self._plain = plain
                     return bound
-        except Exception:  # noqa: BLE001 - whatever it is, the validators below will name it
-            refs = []
+        except Exception as err:  # noqa: BLE001 - whatever it is, the validators below will name it
+            problem = "%s: %s" % (type(err).__name__, err)
         validator = ThermosTaskValidator
         try:
             validator.assert_valid_task(task)
@@ -309,8 +312,7 @@ class TaskRunner:
         if refs:
             raise self.InvalidTask("Failed to interpolate task, missing: %s" % ", ".join(
                 str(ref) for ref in refs))
-        raise self.InvalidTask("task does not typecheck once bound: %s" % " ".join(
-            bound.check().message().split()))
+        raise self.InvalidTask("task %s: %s" % (printable(self._task_id), problem))
 
     def _plainly_valid(self, plain: PlainStruct) -> tuple[TaskPlanner, TaskPlanner] | None:
         """What the loader checks, decided (not explained) from plain data; the regular and the
