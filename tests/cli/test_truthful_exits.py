@@ -261,7 +261,7 @@ def test_dev_help_lists_every_command_and_no_shell_code():
     result = dev("help")
     assert result.returncode == 0 and result.stderr == ""
     assert "set -euo" not in result.stdout
-    for command in ("demo", "test", "bench", "lint", "shell"):
+    for command in ("demo", "test", "bench", "lint", "package", "shell"):
         assert "./dev %s" % command in result.stdout
 
 
