@@ -16,13 +16,14 @@ from thermos.core import containment
 
 
 def _task_cgroups() -> set[str]:
-    probe = containment.TaskCgroup.locate("/", "probe")
+    """Task cgroups beside this process's own (where the runners the tests start put them)."""
+    probe = containment.TaskCgroup.for_task("/", "probe")
     if probe is None:
         return set()
     parent = os.path.dirname(probe.path)
     try:
         return {os.path.join(parent, name) for name in os.listdir(parent)
-                if os.path.isdir(os.path.join(parent, name))}
+                if name.startswith(containment.PREFIX) and os.path.isdir(os.path.join(parent, name))}
     except OSError:
         return set()
 

@@ -49,7 +49,7 @@ def containment_mode(request, monkeypatch):
     if request.param == "cgroup":
         if os.geteuid() != 0:
             pytest.skip("cgroups need root")
-        if containment.TaskCgroup.locate("/x", "y") is None:
+        if containment.TaskCgroup.for_task("/x", "y") is None:
             pytest.skip("no writable cgroup hierarchy on this host")
     else:
         monkeypatch.setenv("THERMOS_CGROUP", "off")
@@ -139,3 +139,24 @@ def test_sigterm_reaches_a_server_under_bash_c(tmp_path):
     result = harness.finish(runner, timeout=120)
     assert result.task_state == TaskState.KILLED
     assert os.path.exists(os.path.join(harness.sandbox, "termed"))
+
+
+def test_the_cgroup_is_recorded_and_nested_under_the_runners_own(tmp_path):
+    """Under a Mesos agent the runner's cgroup is the container's: the task must stay inside it
+    (its limits, the agent's freezer), and a later killer must find it from the checkpoint."""
+    if os.geteuid() != 0 or containment.TaskCgroup.for_task("/x", "y") is None:
+        pytest.skip("cgroups need root and a writable hierarchy")
+    harness = RunnerHarness(task(proc("p", "exec sleep 300")), root=str(tmp_path))
+    runner = harness.start()
+    run = harness.wait_for_running("p")
+    header = harness.wait_for(lambda s: s.header)
+    expected_parent = os.path.dirname(containment.TaskCgroup.for_task("/x", "y").path)
+    assert os.path.dirname(header.cgroup) == expected_parent
+    assert os.path.basename(header.cgroup).startswith("thermos.harness_task.")
+    with open("/proc/%d/cgroup" % run.pid) as fp:  # the task's process is a member
+        memberships = [line.rstrip("\n").split(":", 2)[2] for line in fp]
+    assert any(path != "/" and header.cgroup.endswith(path) and containment.PREFIX in path
+               for path in memberships)
+    os.kill(runner.pid, signal.SIGUSR1)
+    assert harness.finish(runner, timeout=60).task_state == TaskState.KILLED
+    assert not os.path.exists(header.cgroup)  # removed once the task is over

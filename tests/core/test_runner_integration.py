@@ -141,7 +141,7 @@ def test_minimal_environment(tmp_path):
     assert {"HOME", "USER", "LOGNAME", "PATH"} <= keys
     assert not any(k.startswith("THERMOS") for k in keys - {MARKER_ENV})
     # the containment marker is there only where no cgroup holds the task
-    has_cgroup = os.geteuid() == 0 and containment.TaskCgroup.locate("/x", "y") is not None
+    has_cgroup = os.geteuid() == 0 and containment.TaskCgroup.for_task("/x", "y") is not None
     assert (MARKER_ENV in keys) == (not has_cgroup)
 
 

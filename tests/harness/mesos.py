@@ -67,7 +67,7 @@ def reap_leftovers(root: str) -> None:
             continue
         flags = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
         if "thermos.runner" in argv and "checkpoint_root" in flags and "task_id" in flags:
-            containment.kill_task(flags["checkpoint_root"], flags["task_id"], None)
+            containment.kill_task(flags["checkpoint_root"], flags["task_id"])
         try:
             os.kill(int(entry), signal.SIGKILL)
         except OSError:

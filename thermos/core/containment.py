@@ -2,9 +2,13 @@
 
 A double-forked `setsid()` daemon leaves its task's process tree and, once its runner is dead, is
 a child of pid 1: no tree walk finds it. So each coordinator puts itself into the task's cgroup
-before it starts anything, and every process it starts inherits the membership; a later runner,
-`thermos kill` or the executor finds the same cgroup by name (derived from the checkpoint root and
-task id) and kills it as a whole.
+before it starts anything, and every process it starts inherits the membership. The cgroup's path
+is recorded in the runner checkpoint's header, so a later runner, `thermos kill` or the executor
+finds it and kills it as a whole.
+
+The task's cgroup is a child of the runner's own cgroup in that hierarchy (`thermos.<task>.<hash>`
+beside the runner). Under a Mesos agent that is inside the container's cgroup, so the task stays
+under the container's limits and the agent's own freezer still reaches it.
 
 * cgroup v2 (the `unified` mount on hybrid hosts, or /sys/fs/cgroup itself): `cgroup.kill` kills
   every member atomically, even one forking at that moment.
@@ -25,10 +29,14 @@ import signal
 import time
 import zlib
 
+from thermos.common.ckpt import CheckpointDispatcher
+from thermos.common.path import TaskPath
+from thermos.common.recordio import RecordIO
+from thermos.gen.thermos.ttypes import RunnerState
+
 log = logging.getLogger(__name__)
 
 MARKER_ENV = "THERMOS_TASK_MARKER"
-PARENT = "thermos"
 _V2_MOUNTS = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
 _V1_FREEZER = "/sys/fs/cgroup/freezer"
 
@@ -45,6 +53,25 @@ def _is_cgroup2(path: str) -> bool:
         os.path.join(path, "cgroup.controllers"))
 
 
+PREFIX = "thermos."
+
+
+def _own_cgroup(v1_controller: str | None) -> str | None:
+    """This process's cgroup path: in the v2 hierarchy (None) or the v1 one of a controller."""
+    try:
+        with open("/proc/self/cgroup") as fp:
+            lines = fp.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, controllers, path = line.split(":", 2)
+        if v1_controller is None and hierarchy == "0" and controllers == "":
+            return path
+        if v1_controller is not None and v1_controller in controllers.split(","):
+            return path
+    return None
+
+
 class TaskCgroup:
     """The cgroup holding a task's coordinators and everything they start."""
 
@@ -53,24 +80,35 @@ class TaskCgroup:
         self.version = version
 
     @classmethod
-    def locate(cls, checkpoint_root: str, task_id: str) -> TaskCgroup | None:
-        """Where the task's cgroup is (or would be) on this host; None without a usable hierarchy."""
+    def for_task(cls, checkpoint_root: str, task_id: str) -> TaskCgroup | None:
+        """Where a new task's cgroup goes on this host (beside the runner's own cgroup); None
+        without a usable hierarchy."""
         if os.environ.get("THERMOS_CGROUP") == "off":
             return None
-        name = task_marker(checkpoint_root, task_id)
+        name = PREFIX + task_marker(checkpoint_root, task_id)
         for mount in _V2_MOUNTS:
-            if _is_cgroup2(mount) and os.access(mount, os.W_OK):
-                return cls(os.path.join(mount, PARENT, name), 2)
-        if os.path.isdir(_V1_FREEZER) and os.access(_V1_FREEZER, os.W_OK):
-            return cls(os.path.join(_V1_FREEZER, PARENT, name), 1)
+            own = _own_cgroup(None)
+            if own is not None and _is_cgroup2(mount) and os.access(mount, os.W_OK):
+                return cls(os.path.join(mount, own.lstrip("/"), name), 2)
+        own = _own_cgroup("freezer")
+        if own is not None and os.path.isdir(_V1_FREEZER) and os.access(_V1_FREEZER, os.W_OK):
+            return cls(os.path.join(_V1_FREEZER, own.lstrip("/"), name), 1)
         return None
+
+    @classmethod
+    def at(cls, path: str) -> TaskCgroup:
+        """The cgroup a runner recorded in the checkpoint header."""
+        return cls(path, 1 if path.startswith(_V1_FREEZER + "/") else 2)
 
     def exists(self) -> bool:
         return os.path.isdir(self.path)
 
     def create(self) -> bool:
+        """Make the cgroup (its parent must exist: never recreate a container that is gone)."""
         try:
-            os.makedirs(self.path, mode=0o755, exist_ok=True)
+            os.mkdir(self.path, 0o755)
+            return True
+        except FileExistsError:
             return True
         except OSError as err:
             log.warning("Cannot create cgroup %s (%s); falling back to the environment marker",
@@ -168,20 +206,29 @@ def marked_pids(marker: str, uid: int | None) -> list[int]:
     return found
 
 
-def kill_task(checkpoint_root: str, task_id: str, uid: int | None, exclude: set[int] | None = None,
-              remove: bool = True) -> list[int]:
-    """SIGKILL whatever is left of a task through its cgroup and its marker; returns the pids.
+def kill_task(checkpoint_root: str, task_id: str, state: RunnerState | None = None,
+              exclude: set[int] | None = None, remove: bool = True) -> list[int]:
+    """SIGKILL whatever is left of a task through its recorded cgroup and its marker.
 
-    `remove` deletes the cgroup afterwards (when the task is over, not between its stages).
+    `state` is the task's replayed checkpoint (read here when not given); `remove` deletes the
+    cgroup afterwards (when the task is over, not between its stages). Returns the pids killed.
     """
+    if state is None:
+        try:
+            state = CheckpointDispatcher.from_file(
+                TaskPath(root=checkpoint_root, task_id=task_id).getpath("runner_checkpoint"))
+        except (OSError, CheckpointDispatcher.Error, RecordIO.Error):
+            state = None
+    header = state.header if state is not None else None
     killed: list[int] = []
-    cgroup = TaskCgroup.locate(checkpoint_root, task_id)
-    if cgroup is not None and cgroup.exists():
-        killed += cgroup.kill()
-        if remove:
-            cgroup.remove()
+    if header is not None and header.cgroup:
+        cgroup = TaskCgroup.at(header.cgroup)
+        if cgroup.exists():
+            killed += cgroup.kill()
+            if remove:
+                cgroup.remove()
     skip = set(exclude or ()) | {os.getpid()}
-    for pid in marked_pids(task_marker(checkpoint_root, task_id), uid):
+    for pid in marked_pids(task_marker(checkpoint_root, task_id), header.uid if header else None):
         if pid in skip:
             continue
         with contextlib.suppress(OSError):

@@ -443,9 +443,7 @@ class TaskRunnerHelper:
     @staticmethod
     def _kill_contained(checkpoint_root: str, task_id: str, state: RunnerState) -> None:
         """What no tree walk finds: setsid() daemons orphaned by a dead runner (cgroup or marker)."""
-        header = state.header
-        for pid in containment.kill_task(checkpoint_root, task_id, header.uid if header else None,
-                                         exclude={os.getpid()}):
+        for pid in containment.kill_task(checkpoint_root, task_id, state, exclude={os.getpid()}):
             log.info("Killed leftover %d of task %s", pid, task_id)
 
     @classmethod

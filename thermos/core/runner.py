@@ -269,6 +269,7 @@ class TaskRunner:
         self._ckpt: ThriftRecordWriter[RunnerCkpt] | None = None
         self._ckpt_dir_fd: int | None = None
         self._cgroup_fd: int | None = None
+        self._cgroup_path: str | None = None
         self._copying = False  # dispatching a record copied from a coordinator checkpoint
         self._marker = containment.task_marker(checkpoint_root, task_id)
         self._waker: Waker | None = None
@@ -571,12 +572,20 @@ class TaskRunner:
         return fd
 
     def _open_cgroup(self) -> None:
-        """The task's cgroup (created if missing; the same one a runner before us made)."""
-        cgroup = containment.TaskCgroup.locate(self._checkpoint_root, self._task_id)
+        """The task's cgroup: the one recorded in the header (a runner before us made it), or a
+        new one for a new task. A task that started without one keeps its marker instead."""
+        header = self._state.header
+        if header is not None and not header.cgroup:
+            return
+        if header is not None:
+            cgroup: containment.TaskCgroup | None = containment.TaskCgroup.at(header.cgroup)
+        else:
+            cgroup = containment.TaskCgroup.for_task(self._checkpoint_root, self._task_id)
         if cgroup is None or not cgroup.create():
             return
         try:
             self._cgroup_fd = cgroup.open_procs()
+            self._cgroup_path = cgroup.path
         except OSError as err:
             log.warning("Cannot use cgroup %s: %s", cgroup.path, err.strerror)
 
@@ -585,12 +594,12 @@ class TaskRunner:
             with contextlib.suppress(OSError):
                 os.close(self._cgroup_fd)
             self._cgroup_fd = None
+        self._cgroup_path = None
 
     def _kill_contained(self, remove: bool) -> None:
         """Everything left in the task's cgroup, or carrying its marker: daemons that setsid()
         away from every tree, including ones a dead runner before us left behind."""
-        uid = self._state.header.uid if self._state.header else None
-        for pid in containment.kill_task(self._checkpoint_root, self._task_id, uid,
+        for pid in containment.kill_task(self._checkpoint_root, self._task_id, self._state,
                                          exclude={os.getpid()}, remove=remove):
             log.info("Killed leftover %d of the task", pid)
 
@@ -624,7 +633,7 @@ class TaskRunner:
             self._dispatch(RunnerCkpt(runner_header=RunnerHeader(
                 task_id=self._task_id, launch_time_ms=self._launch_time_ms, sandbox=self._sandbox,
                 log_dir=self._log_dir, hostname=self._hostname, user=self._user, uid=uid,
-                ports=self._portmap)))
+                ports=self._portmap, cgroup=self._cgroup_path)))
         self._apply_updates()  # what coordinators recorded while no runner was reading
         for name in self._muxer.registered:
             run = self._current_run(name)

@@ -57,6 +57,9 @@ struct RunnerHeader {
   5: string           user
   8: i32              uid
   6: map<string, i64> ports
+  // Thermos only (an id Aurora never used; its readers skip it): the task's cgroup, so that a
+  // later runner, `thermos kill` or the executor finds every process of the task.
+  32: optional string cgroup
 }
 
 union RunnerCkpt {

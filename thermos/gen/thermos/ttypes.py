@@ -344,11 +344,12 @@ class RunnerHeader(object):
      - user
      - uid
      - ports
+     - cgroup
 
     """
 
 
-    def __init__(self, task_id=None, launch_time_ms=None, sandbox=None, log_dir=None, hostname=None, user=None, uid=None, ports=None,):
+    def __init__(self, task_id=None, launch_time_ms=None, sandbox=None, log_dir=None, hostname=None, user=None, uid=None, ports=None, cgroup=None,):
         self.task_id = task_id
         self.launch_time_ms = launch_time_ms
         self.sandbox = sandbox
@@ -357,6 +358,7 @@ class RunnerHeader(object):
         self.user = user
         self.uid = uid
         self.ports = ports
+        self.cgroup = cgroup
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -413,6 +415,11 @@ class RunnerHeader(object):
                     iprot.readMapEnd()
                 else:
                     iprot.skip(ftype)
+            elif fid == 32:
+                if ftype == TType.STRING:
+                    self.cgroup = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -458,6 +465,10 @@ class RunnerHeader(object):
         if self.uid is not None:
             oprot.writeFieldBegin('uid', TType.I32, 8)
             oprot.writeI32(self.uid)
+            oprot.writeFieldEnd()
+        if self.cgroup is not None:
+            oprot.writeFieldBegin('cgroup', TType.STRING, 32)
+            oprot.writeString(self.cgroup.encode('utf-8') if sys.version_info[0] == 2 else self.cgroup)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -728,6 +739,30 @@ RunnerHeader.thrift_spec = (
     (6, TType.MAP, 'ports', (TType.STRING, 'UTF8', TType.I64, None, False), None, ),  # 6
     (7, TType.STRING, 'log_dir', 'UTF8', None, ),  # 7
     (8, TType.I32, 'uid', None, None, ),  # 8
+    None,  # 9
+    None,  # 10
+    None,  # 11
+    None,  # 12
+    None,  # 13
+    None,  # 14
+    None,  # 15
+    None,  # 16
+    None,  # 17
+    None,  # 18
+    None,  # 19
+    None,  # 20
+    None,  # 21
+    None,  # 22
+    None,  # 23
+    None,  # 24
+    None,  # 25
+    None,  # 26
+    None,  # 27
+    None,  # 28
+    None,  # 29
+    None,  # 30
+    None,  # 31
+    (32, TType.STRING, 'cgroup', 'UTF8', None, ),  # 32
 )
 all_structs.append(RunnerCkpt)
 RunnerCkpt.thrift_spec = (
