@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+# Checkpoints and task records are private to the runner's user: task configs carry secrets.
+CHECKPOINT_DIR_MODE = 0o700
+CHECKPOINT_FILE_MODE = 0o600
+
 
 class TaskPath:
     """A template resolver over the keys root, task_id, state, process, run and log_dir.

@@ -23,7 +23,7 @@ import psutil
 
 from thermos.common import safe_fs
 from thermos.common.ckpt import CheckpointDispatcher
-from thermos.common.path import TaskPath
+from thermos.common.path import CHECKPOINT_DIR_MODE, CHECKPOINT_FILE_MODE, TaskPath
 from thermos.common.recordio import ThriftRecordWriter, trim_torn_tail
 from thermos.core import containment
 from thermos.gen.thermos.ttypes import (
@@ -37,8 +37,6 @@ from thermos.gen.thermos.ttypes import (
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR_MODE = 0o700  # checkpoints and task records: task configs carry secrets
-CHECKPOINT_FILE_MODE = 0o600
 
 
 def _exists_at(dir_fd: int, name: str) -> bool:

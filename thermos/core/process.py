@@ -48,7 +48,7 @@ from collections.abc import Callable
 from typing import IO, NamedTuple, NoReturn, Protocol
 
 from thermos.common import safe_fs
-from thermos.common.path import TaskPath
+from thermos.common.path import CHECKPOINT_DIR_MODE, CHECKPOINT_FILE_MODE, TaskPath
 from thermos.common.recordio import RecordIO, ThriftRecordReader, ThriftRecordWriter, trim_torn_tail
 from thermos.core.containment import MARKER_ENV
 from thermos.core.process_logging import (
@@ -75,8 +75,6 @@ TASK_UMASK = 0o022
 # What a task's processes find on PATH: a login's standard one, never the (root) runner's own.
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOG_DIR_MODE = 0o755
-CHECKPOINT_DIR_MODE = 0o700
-CHECKPOINT_FILE_MODE = 0o600
 _CONTROL_OK = b"\x01"  # sent by the runner once FORKED is durable
 _SPAWN_SIGDEF = tuple(s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
 

@@ -43,7 +43,7 @@ from thermos.common.ckpt import (
     TaskStateHandler,
     UniversalStateHandler,
 )
-from thermos.common.path import TaskPath
+from thermos.common.path import CHECKPOINT_DIR_MODE, TaskPath
 from thermos.common.planner import InvalidSchedule, TaskPlanner
 from thermos.common.recordio import RecordIO, ThriftRecordWriter
 from thermos.config.loader import (
@@ -56,7 +56,7 @@ from thermos.config.loader import (
 from thermos.config.plain import PlainStruct
 from thermos.config.schema import ThermosContext
 from thermos.core import containment
-from thermos.core.helper import CHECKPOINT_DIR_MODE, TaskRunnerHelper
+from thermos.core.helper import TaskRunnerHelper
 from thermos.core.muxer import ProcessMuxer
 from thermos.core.process import Process, set_child_subreaper
 from thermos.core.wakeup import Waker, reset_in_child
