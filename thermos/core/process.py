@@ -48,9 +48,10 @@ from collections.abc import Callable
 from typing import IO, NamedTuple, NoReturn, Protocol
 
 from thermos.common import safe_fs
-from thermos.common.path import CHECKPOINT_DIR_MODE, CHECKPOINT_FILE_MODE, TaskPath
-from thermos.common.recordio import RecordIO, ThriftRecordReader, ThriftRecordWriter, trim_torn_tail
+from thermos.common.path import TaskPath
+from thermos.common.recordio import RecordIO, ThriftRecordReader, ThriftRecordWriter
 from thermos.core.containment import MARKER_ENV
+from thermos.core.helper import TaskRunnerHelper
 from thermos.core.process_logging import (
     READ_BUFFER_SIZE,
     Handler,
@@ -441,31 +442,17 @@ class Process:
     def _open_checkpoint(self) -> tuple[IO[bytes], int]:
         """Open and flock the coordinator checkpoint; the handle is inherited by the child.
 
-        It is reached from the runner's checkpoint directory descriptor, never through a symlink
-        (a planted `coordinator.<name>` link cannot make root append to another file).
+        Reached from the runner's checkpoint directory descriptor as the runner's own checkpoint
+        is (`TaskRunnerHelper.lock_file`): never through a symlink, a torn tail cut off first.
         """
         path = self.ckpt_file()
-        dir_fd = self.checkpoint_dir_fd
         try:
-            own = dir_fd is None
-            if own:
-                dir_fd = safe_fs.open_dir(os.path.dirname(path), create_mode=CHECKPOINT_DIR_MODE)
-            try:
-                fd, _ = safe_fs.open_file_at(dir_fd, os.path.basename(path),  # type: ignore[arg-type]
-                                             os.O_RDWR | os.O_APPEND | os.O_CREAT, CHECKPOINT_FILE_MODE)
-            finally:
-                if own:
-                    os.close(dir_fd)  # type: ignore[arg-type]
-            fp = os.fdopen(fd, "a+b")
+            fp = TaskRunnerHelper.lock_file(path, dir_fd=self.checkpoint_dir_fd)
         except OSError as err:
             raise self.CheckpointError("Could not open checkpoint %s: %s" % (path, err)) from None
-        try:
-            fcntl.flock(fp.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            fp.close()
-            raise self.CheckpointError("Could not acquire checkpoint permission or lock for %s: %s" % (
-                path, err.strerror)) from None
-        trim_torn_tail(fp.fileno(), RunnerCkpt)  # a coordinator killed mid-append left half a frame
+        if fp is None:
+            raise self.CheckpointError("Could not acquire the checkpoint lock for %s: a coordinator of "
+                                       "this process is still alive" % path)
         return fp, os.fstat(fp.fileno()).st_size
 
     def _prepare_logdir(self, user: pwd.struct_passwd, switch: bool) -> int:
