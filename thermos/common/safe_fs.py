@@ -74,12 +74,7 @@ def open_dir(path: str, create_mode: int | None = None,
                 if create_mode is None:
                     raise FileNotFoundError(errno.ENOENT, "No such directory", os.path.join(where, name)) \
                         from None
-                try:
-                    os.mkdir(name, 0o700, dir_fd=fd)
-                    created = True
-                except FileExistsError:
-                    pass
-                nfd = _open_subdir(fd, name, where)
+                nfd, created = _make_subdir(fd, name, where)
             except OSError as err:
                 if err.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
@@ -114,6 +109,17 @@ def _open_subdir(dir_fd: int, name: str, where: str) -> int:
         raise
 
 
+def _make_subdir(dir_fd: int, name: str, where: str) -> tuple[int, bool]:
+    """Create dir_fd/name (0700 until claimed) unless it exists; (descriptor, created)."""
+    created = False
+    try:
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+        created = True
+    except FileExistsError:
+        pass
+    return _open_subdir(dir_fd, name, where), created
+
+
 def _trusted_link(dir_fd: int, name: str, where: str, euid: int) -> str:
     full = os.path.join(where, name)
     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -146,13 +152,7 @@ def makedirs_at(dir_fd: int, parts: list[str], mode: int = 0o755,
         for i, name in enumerate(parts):
             if not name or name in (".", "..") or "/" in name:
                 raise UnsafePath("invalid path component %r" % name)
-            created = False
-            try:
-                os.mkdir(name, 0o700, dir_fd=fd)
-                created = True
-            except FileExistsError:
-                pass
-            nfd = _open_subdir(fd, name, where)
+            nfd, created = _make_subdir(fd, name, where)
             os.close(fd)
             fd = nfd
             where = os.path.join(where, name)
