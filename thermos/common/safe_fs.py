@@ -185,6 +185,8 @@ def open_file_at(dir_fd: int, name: str, flags: int, mode: int,
         except OSError as err:
             if err.errno == errno.ELOOP:
                 raise UnsafePath("refusing to open %s: it is a symlink (remove it)" % name) from None
+            if err.errno == errno.ENXIO:  # a FIFO or socket nobody reads: never block on it
+                raise UnsafePath("refusing to open %s: it is not a regular file (remove it)" % name) from None
             raise
         created = False
     except OSError as err:
