@@ -13,8 +13,9 @@ import base64
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
+
+from thermos.common.atomic import write_atomically
 
 from .observed_task import TaskSummary, summary_from_json, summary_to_json
 
@@ -82,17 +83,6 @@ def save(state_dir: str, tasks: dict[tuple[str, str], CachedTask]) -> None:
     payload = json.dumps({"format": FORMAT, "version": VERSION, "tasks": rows},
                          separators=(",", ":")).encode()
     try:
-        os.makedirs(state_dir, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=".cache-", dir=state_dir)
-        try:
-            with os.fdopen(fd, "wb") as fp:
-                fp.write(payload)
-            os.replace(temporary, cache_path(state_dir))
-        except BaseException:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
-            raise
+        write_atomically(cache_path(state_dir), payload, durable=False)  # a lost cache is rebuilt
     except OSError as err:
         log.warning("Could not write the observer cache in %s: %s", state_dir, err)

@@ -30,7 +30,6 @@ import difflib
 import json
 import os
 import re
-import tempfile
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -43,6 +42,7 @@ from pystachio.config import Config
 from pystachio.container import ListContainer, MapContainer
 from pystachio.parsing import MustacheParser
 
+from thermos.common.atomic import write_atomically
 from thermos.common.backoff import BackoffPolicy
 from thermos.common.planner import InvalidSchedule, TaskPlanner
 from thermos.config.plain import PlainStruct
@@ -370,25 +370,6 @@ def _filter_to_schema(schema: Any, data: Any) -> Any:
     return data
 
 
-def _write_atomically(filename: str, text: str) -> None:
-    """Readers (observer, GC) must never see half a task file."""
-    directory = os.path.dirname(filename) or '.'
-    os.makedirs(directory, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix='.%s.' % os.path.basename(filename))
-    try:
-        with os.fdopen(fd, 'w') as fp:
-            fp.write(text)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(temporary, filename)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-
-
 class ThermosTaskWrapper:
     """A Task with its bindings applied, plus where it came from (for error messages)."""
 
@@ -441,7 +422,7 @@ class ThermosTaskWrapper:
     def to_file(self, filename: str) -> None:
         """Write the interpolated task JSON (the format of ``tasks/{active,finished}/<id>``)."""
         interpolated, _ = self._task.interpolate()
-        _write_atomically(filename, json.dumps(interpolated.get()))
+        write_atomically(filename, json.dumps(interpolated.get()).encode())  # readers never see half
 
     @staticmethod
     def from_file(filename: str, **kw: Any) -> ThermosTaskWrapper | None:
