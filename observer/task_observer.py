@@ -525,15 +525,7 @@ class TaskObserver:
         """`{process_name, process_run, state, start_time?, stop_time?, return_code?, used?}` of
         one run (default: the latest; negative counts from the end); `used` (the resource sample)
         only while RUNNING. Raises UnknownTask, or UnknownProcess for an unknown process or run."""
-        task = self._get(task_id)
-        history = (task.state().processes or {}).get(process)
-        if not history:
-            raise UnknownProcess("Invalid task/process combination: %s/%s" % (task_id, process))
-        index = -1 if run is None else run
-        if not -len(history) <= index < len(history):
-            raise UnknownProcess("Process %s of task %s has no run %d (it has %d)" % (
-                process, task_id, index, len(history)))
-        index %= len(history)
+        history, index = self._runs(task_id, process, run)
         data = self._run_dict(process, index, history[index])
         if history[index].state == ProcessState.RUNNING:
             data["used"] = self.process_sample(task_id, process)
@@ -596,15 +588,19 @@ class TaskObserver:
     def log_run(self, task_id: str, process: str, run: int | None = None) -> int:
         """The index of a run of `process` (default the latest; negative counts from the end).
         Raises UnknownTask / UnknownProcess."""
-        task = self._get(task_id)
-        history = (task.state().processes or {}).get(process)
+        return self._runs(task_id, process, run)[1]
+
+    def _runs(self, task_id: str, process: str, run: int | None) -> tuple[list[Any], int]:
+        """A process's run history and the index `run` names (default the latest; negative
+        counts from the end). Raises UnknownTask / UnknownProcess."""
+        history = (self._get(task_id).state().processes or {}).get(process)
         if not history:
             raise UnknownProcess("Invalid task/process combination: %s/%s" % (task_id, process))
         index = -1 if run is None else run
         if not -len(history) <= index < len(history):
             raise UnknownProcess("Process %s of task %s has no run %d (it has %d)" % (
                 process, task_id, index, len(history)))
-        return index % len(history)
+        return history, index % len(history)
 
     # ---- metrics ----------------------------------------------------------------------------
 
